@@ -1,0 +1,52 @@
+# The two set-up commands are `make run` and `make test`; everything they need is
+# installed here, into .venv, from PyPI.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: run test lint typecheck pytest perf clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP_RUN)
+
+## make run: install and run the main job (an end-to-end demo of what works today)
+run: $(STAMP_RUN)
+	$(BIN)/python scripts/demo.py
+
+## make test: lint, type-check, then the whole pytest suite (JIT on, then kernels with JIT off)
+test: $(STAMP_DEV) lint typecheck pytest
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check colibri_mm kernels tests scripts
+
+# mypy cannot follow setuptools' editable-install mapping of kernels/ to
+# colibri_mm.kernels, so it checks a tree of symlinks with the installed layout.
+typecheck: $(STAMP_DEV)
+	rm -rf build/typecheck && mkdir -p build/typecheck
+	cp -rs $(CURDIR)/colibri_mm build/typecheck/colibri_mm
+	cp -rs $(CURDIR)/kernels build/typecheck/colibri_mm/kernels
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/build/mypy-cache -p colibri_mm
+
+pytest: $(STAMP_DEV)
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/kernels
+
+## make perf: run the benchmarks against their anchors and rewrite perf/RESULTS.md
+perf: $(STAMP_DEV)
+	$(BIN)/python -m perf.run
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""The ``coldb`` command-line tool."""

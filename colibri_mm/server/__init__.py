@@ -1,0 +1,1 @@
+"""``coldb-server``: the engine as a network service (Redis protocol, HTTP, Flight)."""

@@ -1,0 +1,60 @@
+"""The installed package: layout, console scripts, and what must not be installed."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import colibri_mm
+import colibri_mm.kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_kernels_are_a_subpackage_of_colibri_mm() -> None:
+    assert Path(colibri_mm.kernels.__file__).parent == ROOT / "kernels"
+    for name in ("checksum", "search", "walcodec"):
+        assert importlib.util.find_spec(f"colibri_mm.kernels.{name}") is not None
+        assert importlib.util.find_spec(f"colibri_mm.kernels.{name}_reference") is not None
+
+
+def test_no_top_level_kernels_module_is_installed() -> None:
+    code = ("import importlib.util, sys; sys.path = [p for p in sys.path if p not in ('', '.')];"
+            "print(importlib.util.find_spec('kernels'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "None"
+
+
+def script(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def test_coldb_version() -> None:
+    out = subprocess.run([script("coldb"), "--version"], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == f"coldb {colibri_mm.__version__}"
+
+
+def test_coldb_without_a_command_prints_usage_and_fails() -> None:
+    out = subprocess.run([script("coldb")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "usage: coldb" in out.stderr
+
+
+def test_coldb_server_refuses_to_pretend() -> None:
+    version = subprocess.run([script("coldb-server"), "--version"], capture_output=True,
+                             text=True, check=True)
+    assert version.stdout.strip() == f"coldb-server {colibri_mm.__version__}"
+    out = subprocess.run([script("coldb-server"), "--config", "colibridb.conf.json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "not part of colibri-mm" in out.stderr
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "decoded back: 100000 records, status OK" in out.stdout
+    assert "status TRUNCATED" in out.stdout
