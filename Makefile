@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest perf clean
+.PHONY: run test lint typecheck pytest perf clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,10 @@ pytest: $(STAMP_DEV)
 perf: $(STAMP_DEV)
 	$(BIN)/python -m perf.run
 
-clean:
+# Numba invalidates a cached kernel only when its own file changes, not when a
+# kernel it calls in another file does: after editing kernels/, `make clean-cache`.
+clean-cache:
+	find kernels -name '*.nb[ic]' -delete
+
+clean: clean-cache
 	rm -rf $(VENV) build dist *.egg-info

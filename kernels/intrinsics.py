@@ -43,24 +43,23 @@ def _call_or_trap(builder: Any, name: str, fnty: ir.FunctionType, args: list[Any
     return ir.Constant(fnty.return_type, 0)
 
 
-def _crc32_u64(typingctx: Any, crc: Any, value: Any) -> Any:
-    sig = types.uint64(types.uint64, types.uint64)
+def _crc32_typer(llvm_name: str, register_bits: int, value_bits: int) -> Any:
+    """Typing-and-codegen function of an intrinsic for one CRC32 instruction form."""
+    register_type = types.Integer.from_bitwidth(register_bits, signed=False)
+    value_type = types.Integer.from_bitwidth(value_bits, signed=False)
 
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(64)])
-        return _call_or_trap(builder, "llvm.x86.sse42.crc32.64.64", fnty, list(args))
+    def typer(typingctx: Any, crc: Any, value: Any) -> Any:
+        sig = register_type(register_type, value_type)
 
-    return sig, codegen
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            fnty = ir.FunctionType(ir.IntType(register_bits),
+                                   [ir.IntType(register_bits), ir.IntType(value_bits)])
+            return _call_or_trap(builder, llvm_name, fnty, list(args))
 
+        return sig, codegen
 
-def _crc32_u8(typingctx: Any, crc: Any, value: Any) -> Any:
-    sig = types.uint32(types.uint32, types.uint8)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ir.IntType(8)])
-        return _call_or_trap(builder, "llvm.x86.sse42.crc32.32.8", fnty, list(args))
-
-    return sig, codegen
+    typer.__name__ = typer.__qualname__ = f"crc32_u{value_bits}"
+    return typer
 
 
 def _load_u64(typingctx: Any, array: Any, index: Any) -> Any:
@@ -80,11 +79,11 @@ def _load_u64(typingctx: Any, array: Any, index: Any) -> Any:
 # The intrinsics, callable from kernels only (typed as Any: mypy cannot see through
 # Numba's intrinsic wrapper).
 
-crc32_u64: Any = intrinsic(_crc32_u64)
+crc32_u64: Any = intrinsic(_crc32_typer("llvm.x86.sse42.crc32.64.64", 64, 64))
 """``crc32_u64(crc: uint64, value: uint64) -> uint64``: the CRC32 instruction over
 8 bytes; ``crc`` is the raw (not inverted) register in its low 32 bits."""
 
-crc32_u8: Any = intrinsic(_crc32_u8)
+crc32_u8: Any = intrinsic(_crc32_typer("llvm.x86.sse42.crc32.32.8", 32, 8))
 """``crc32_u8(crc: uint32, value: uint8) -> uint32``: the CRC32 instruction over a byte."""
 
 load_u64: Any = intrinsic(_load_u64)

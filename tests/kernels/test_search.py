@@ -35,26 +35,27 @@ def test_numeric_against_searchsorted(dtype: type, side: str) -> None:
         assert got.dtype == np.int64
 
 
+def check_against_numpy(hay: np.ndarray, keys: np.ndarray) -> None:
+    hay = np.sort(hay)
+    for side in SIDES:
+        assert search.search_many(hay, keys, side).tolist() == \
+            search_reference.search_many(hay, keys, side)  # type: ignore[arg-type]
+    assert search.lookup_many(hay, keys).tolist() == search_reference.lookup_many(hay, keys)
+
+
 @given(hay=hnp.arrays(np.int64, st.integers(0, 300), elements=st.integers(-50, 50)),
        keys=hnp.arrays(np.int64, st.integers(0, 40), elements=st.integers(-60, 60)))
 def test_numeric_property(hay: np.ndarray, keys: np.ndarray) -> None:
-    hay = np.sort(hay)
-    for side in SIDES:
-        assert search.search_many(hay, keys, side).tolist() == \
-            search_reference.search_many(hay, keys, side)  # type: ignore[arg-type]
-    assert search.lookup_many(hay, keys).tolist() == search_reference.lookup_many(hay, keys)
+    check_against_numpy(hay, keys)
 
 
-@given(hay=hnp.arrays(np.float64, st.integers(0, 200),
-                      elements=st.floats(allow_nan=True, allow_infinity=True, width=64)),
-       keys=hnp.arrays(np.float64, st.integers(0, 30),
-                       elements=st.floats(allow_nan=True, allow_infinity=True, width=64)))
+FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@given(hay=hnp.arrays(np.float64, st.integers(0, 200), elements=FLOATS),
+       keys=hnp.arrays(np.float64, st.integers(0, 30), elements=FLOATS))
 def test_float_with_nan_follows_numpy_order(hay: np.ndarray, keys: np.ndarray) -> None:
-    hay = np.sort(hay)
-    for side in SIDES:
-        assert search.search_many(hay, keys, side).tolist() == \
-            search_reference.search_many(hay, keys, side)  # type: ignore[arg-type]
-    assert search.lookup_many(hay, keys).tolist() == search_reference.lookup_many(hay, keys)
+    check_against_numpy(hay, keys)
 
 
 def test_large_batch() -> None:
