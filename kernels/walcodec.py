@@ -320,7 +320,8 @@ def decode(buf: Any, *, segment: int, position: int = 0, block_size: int = BLOCK
     Decoding stops at the first fragment that is not a valid continuation and reports
     why in ``status`` (a torn tail after a crash is ``TRUNCATED`` or ``UNWRITTEN``;
     ``CHECKSUM``, ``LENGTH`` and ``FRAGMENT`` are damage). Payloads are copied into
-    one contiguous array, so records that span blocks come back whole.
+    one contiguous array, so records that span blocks come back whole; ``buf`` may be
+    released afterwards.
     """
     _check_block(position, block_size)
     data = as_uint8(buf)
@@ -336,7 +337,7 @@ def decode(buf: Any, *, segment: int, position: int = 0, block_size: int = BLOCK
     return DecodedRecords(
         types=types[:count].copy(), lsns=lsns[:count].copy(),
         offsets=offsets[: count + 1].copy(), starts=starts[:count].copy(),
-        payload=payload[: offsets[count]].copy(), end=int(end),
+        payload=payload[: offsets[count]], end=int(end),
         status=DecodeStatus(status), error_offset=int(error_offset),
     )
 

@@ -1,5 +1,8 @@
 """Page-search kernels against np.searchsorted and bisect over bytes."""
 
+import mmap
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -168,3 +171,15 @@ def test_varlen_rejects_bad_layout() -> None:
         search.search_varlen(offsets.astype(np.float64), data, b"a")
     with pytest.raises(TypeError, match="uint8"):
         search.search_varlen(offsets, data.astype(np.int16), b"a")
+
+
+def test_read_only_page_views(tmp_path: Path) -> None:
+    keys = np.arange(0, 2000, 2, dtype=np.int64)
+    path = tmp_path / "page"
+    path.write_bytes(keys.tobytes())
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        page = np.frombuffer(m, np.int64)
+        assert not page.flags.writeable
+        assert search.search_many(page, [3, 4, 5000]).tolist() == [2, 2, 1000]
+        assert search.lookup_many(page, [4, 5]).tolist() == [2, -1]
+        del page

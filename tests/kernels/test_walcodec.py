@@ -1,6 +1,9 @@
 """WAL record framing: the kernel against the struct-based reference, torn tails,
 corruption and argument checking."""
 
+import mmap
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -191,3 +194,13 @@ def test_encode_rejects_bad_arguments(kwargs: dict[str, object], message: str) -
 def test_encoded_size_rejects_negative_lengths() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         walcodec.encoded_size([5, -1])
+
+
+def test_decode_reads_a_read_only_mapping(tmp_path: Path) -> None:
+    records = [(1, 1, b"x" * 1000), (2, 2, b"y" * 10)]
+    path = tmp_path / "segment"
+    path.write_bytes(encode(records) + bytes(512))
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        d = walcodec.decode(m, segment=3, block_size=256)
+        assert d.status == DecodeStatus.UNWRITTEN
+        assert [d.record(0), d.record(1)] == [b"x" * 1000, b"y" * 10]
