@@ -29,7 +29,7 @@ run: $(STAMP_RUN)
 test: $(STAMP_DEV) lint typecheck pytest
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check colibri_mm kernels tests scripts
+	$(BIN)/ruff check colibri_mm kernels tests perf scripts
 
 # mypy cannot follow setuptools' editable-install mapping of kernels/ to
 # colibri_mm.kernels, so it checks a tree of symlinks with the installed layout.
@@ -37,8 +37,9 @@ typecheck: $(STAMP_DEV)
 	rm -rf build/typecheck && mkdir -p build/typecheck
 	cp -rs $(CURDIR)/colibri_mm build/typecheck/colibri_mm
 	cp -rs $(CURDIR)/kernels build/typecheck/colibri_mm/kernels
+	cp -rs $(CURDIR)/perf build/typecheck/perf
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
-		--cache-dir $(CURDIR)/build/mypy-cache -p colibri_mm
+		--cache-dir $(CURDIR)/build/mypy-cache -p colibri_mm -p perf
 
 pytest: $(STAMP_DEV)
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider

@@ -1,0 +1,180 @@
+"""Run every ``perf/bench_*.py`` module and write ``perf/RESULTS.md`` from their output.
+
+Each bench module runs as its own subprocess (``python -m perf.<module>``) and prints
+one JSON line per measurement (see :func:`perf.harness.report`). Nothing is written
+unless every module succeeds, so the file never mixes runs. ``make perf`` runs this.
+"""
+
+import ast
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from perf.harness import TIME_UNITS, log
+
+PERF = Path(__file__).resolve().parent
+ROOT = PERF.parent
+RESULTS = PERF / "RESULTS.md"
+MAKE_COMMAND = "make perf"
+COLUMNS = ("Benchmark", "What is measured", "Unit", "Ours", "Anchor", "Anchor figure",
+           "Ratio", "Target", "Met", "Best of")
+
+Result = dict[str, Any]
+
+INTRO = """\
+# Performance results
+
+Written by `make perf` (`perf/run.py`); do not edit by hand, rerun it. Each benchmark
+module times our code and an anchor (a well-known library, numpy, or a fixed target)
+side by side in one process, on the same inputs, after checking that both give the
+same answers. The machines we run on are shared and noisy: absolute figures move
+between runs, sometimes by tens of percent, and only say what this machine did at
+that moment. The ratios are what count, because ours and the anchor ran interleaved
+under the same conditions. **Ratio** is how many times better ours is than the anchor
+(ours / anchor for throughputs, anchor / ours for times); a line marked
+*informational* has no target and is there for context.
+"""
+
+
+def bench_modules() -> list[str]:
+    """Names of the bench modules, in a stable order."""
+    return sorted(path.stem for path in PERF.glob("bench_*.py"))
+
+
+def run_module(name: str) -> list[Result]:
+    """Run ``perf.<name>`` in a subprocess and parse its JSON lines."""
+    log(f"perf.run: running perf.{name}")
+    out = subprocess.run([sys.executable, "-m", f"perf.{name}"], cwd=ROOT, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def summary_line(name: str) -> str:
+    """First line of a bench module's docstring, read without importing it."""
+    doc = ast.get_docstring(ast.parse((PERF / f"{name}.py").read_text()))
+    return doc.splitlines()[0] if doc else ""
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo, or what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_revision() -> str:
+    """``git describe --always --dirty`` of the repository, or "unknown"."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                              check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def this_command() -> str:
+    """The command that is producing this run, as typed from the repository root."""
+    if os.environ.get("MAKELEVEL"):
+        return MAKE_COMMAND
+    python = os.path.relpath(sys.executable, ROOT)
+    return shlex.join([python if not python.startswith("..") else sys.executable,
+                       "-m", "perf.run"])
+
+
+def machine() -> list[tuple[str, str]]:
+    """Where and with what the figures were measured."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return [
+        ("Date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
+        ("CPU", cpu_model()),
+        ("Cores", f"{os.cpu_count()} logical" + (f", {usable} usable" if usable else "")),
+        ("OS", platform.platform()),
+        ("Python", platform.python_version()),
+        ("numpy", version("numpy")),
+        ("numba", version("numba")),
+        ("Revision", git_revision()),
+    ]
+
+
+def number(value: float | None, unit: str) -> str:
+    """A figure as shown in the tables."""
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if unit == "keys/s" else f"{value:,.2f}"
+
+
+def row(result: Result) -> list[str]:
+    """One table row for one measurement."""
+    unit = result["unit"]
+    ratio = result["ratio"]
+    target = result["target_ratio"]
+    met = {None: "—", True: "yes", False: "**no**"}[result["met"]]
+    return [
+        f"`{result['benchmark']}`", result["measures"], unit, number(result["ours"], unit),
+        result["anchor"] or "—", number(result["anchor_value"], unit),
+        "—" if ratio is None else f"{ratio:.2f}",
+        "—" if target is None else f"≥ {target:g}", met, str(result["repeat"] or "—"),
+    ]
+
+
+def table(rows: list[list[str]]) -> list[str]:
+    """A markdown table with the standard columns."""
+    lines = [COLUMNS, ("---",) * len(COLUMNS), *rows]
+    return ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |"
+            for line in lines]
+
+
+def render(results: dict[str, list[Result]], seconds: float) -> str:
+    """The whole of RESULTS.md."""
+    targeted = [r for rs in results.values() for r in rs if r["met"] is not None]
+    missed = [r for r in targeted if not r["met"]]
+    lines = [
+        INTRO,
+        "## How these were made",
+        "",
+        f"Command: `{MAKE_COMMAND}` from the repository root, which runs "
+        f"`.venv/bin/python -m perf.run`. This file was produced by `{this_command()}`; "
+        f"the run took {seconds:.0f} s.",
+        "",
+        *(f"- {key}: {value}" for key, value in machine()),
+        "",
+        "Method: each callable is called once first (Numba compilation and page faults "
+        "are not timed), then ours and the anchor run the number of interleaved rounds "
+        "in the *Best of* column and the best time of each is kept "
+        "(`time.perf_counter`). GB is 10^9 bytes."
+        f" Lower is better only for {', '.join(sorted(TIME_UNITS))}.",
+        "",
+        "## Summary",
+        "",
+        f"{len(targeted) - len(missed)} of {len(targeted)} targets met."
+        + ("" if not missed else " Missed: "
+           + ", ".join(f"`{r['benchmark']}` (ratio {r['ratio']:.2f}, target "
+                       f"{r['target_ratio']:g})" for r in missed) + "."),
+    ]
+    for name, module_results in results.items():
+        lines += ["", f"## `perf.{name}`", "", summary_line(name), "",
+                  *table([row(r) for r in module_results])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run all bench modules, then write RESULTS.md."""
+    start = time.perf_counter()
+    results = {name: run_module(name) for name in bench_modules()}
+    RESULTS.write_text(render(results, time.perf_counter() - start))
+    log(f"perf.run: wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
