@@ -1,10 +1,28 @@
 """colibri-mm: a memory-mapped, transactional, columnar-aware storage engine.
 
-This module is the public API. Today it holds the version; the Numba kernels are in
-:mod:`colibri_mm.kernels`. ``connect()``, ``Database``, ``Table`` and the error tree
-arrive with the storage core.
+This module is the public API: :func:`connect`, :class:`Database`,
+:class:`Transaction`, :class:`Snapshot` and the error tree rooted at :class:`Error`.
+The Numba kernels are in :mod:`colibri_mm.kernels`.
 """
 
 from ._version import __version__
+from .database import Database, connect
+from .errors import (
+    ClosedError,
+    ConfigError,
+    CorruptionError,
+    DurabilityError,
+    Error,
+    FormatVersionError,
+    LimitError,
+    LockedError,
+    ReadOnlyError,
+    TransactionError,
+)
+from .transaction import Snapshot, Transaction
 
-__all__ = ["__version__"]
+__all__ = [
+    "ClosedError", "ConfigError", "CorruptionError", "Database", "DurabilityError", "Error",
+    "FormatVersionError", "LimitError", "LockedError", "ReadOnlyError", "Snapshot",
+    "Transaction", "TransactionError", "__version__", "connect",
+]

@@ -1,0 +1,62 @@
+"""The one exception tree of colibri-mm.
+
+Every error the engine raises on purpose derives from :class:`Error`, and each
+message names what was wrong and where (file, offset, key, limit). Callers catch
+``colibri_mm.Error`` for "anything the database refused or found", or a subclass.
+"""
+
+
+class Error(Exception):
+    """Base class of every colibri-mm error."""
+
+
+class CorruptionError(Error):
+    """Stored bytes fail a checksum or a structural check.
+
+    ``path`` and ``offset`` say where, when known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None,
+                 offset: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f" ({path}" + (f" at offset {offset}" if offset is not None else "") + ")"
+        super().__init__(message + where)
+        self.path = path
+        self.offset = offset
+
+
+class FormatVersionError(Error):
+    """The database was written by a format this engine cannot read."""
+
+
+class LockedError(Error):
+    """Another process holds the database's write lock (its pid is in the message)."""
+
+
+class ReadOnlyError(Error):
+    """A write was attempted through a read-only database, snapshot or transaction."""
+
+
+class LimitError(Error, ValueError):
+    """A key, value or request exceeds a configured limit."""
+
+
+class ClosedError(Error):
+    """The database, transaction or snapshot has been closed."""
+
+
+class TransactionError(Error):
+    """A transaction was used wrongly (nested, used after commit, ...)."""
+
+
+class DurabilityError(Error):
+    """A write or fsync of the write-ahead log failed, so a commit is not durable.
+
+    The commit is not acknowledged. The database refuses further work until it is
+    reopened; reopening recovers every commit acknowledged before the failure.
+    """
+
+
+class ConfigError(Error, ValueError):
+    """An option or configuration value is invalid (the message names it)."""

@@ -1,0 +1,129 @@
+"""Multi-version store of the key/value pairs committed since the last checkpoint.
+
+Each key maps to a tuple of versions ``(csn, value)`` in commit order, ``value`` None
+for a delete. A snapshot at CSN ``s`` sees, per key, the newest version with
+``csn <= s``. Version tuples are replaced, never mutated, so a reader thread that
+holds one is never disturbed by the writer; readers take no lock for point reads.
+An ordered index of the keys (a ``SortedList``) serves ordered scans; it is guarded
+by a short lock held only while a few hundred keys are copied out, never across a
+transaction.
+
+Old versions that no live snapshot can see are dropped when a key is written again,
+and keys whose only version is an old delete are swept by :meth:`Memtable.sweep`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+
+from sortedcontainers import SortedList
+
+Version = tuple[int, bytes | None]
+SCAN_CHUNK = 256
+"""Keys copied out of the ordered index per lock acquisition during a scan."""
+
+
+class Memtable:
+    """Versions of every key written since the last checkpoint (see module docstring)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[bytes, tuple[Version, ...]] = {}
+        self._order = SortedList()
+        self._order_lock = threading.Lock()
+        self._deleted: set[bytes] = set()
+        self.value_bytes = 0
+        """Approximate bytes of keys and values held (for the dirty-set bound)."""
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def latest(self, key: bytes) -> Version | None:
+        """Newest version of ``key``, committed or not yet published (writer's view)."""
+        versions = self._versions.get(key)
+        return versions[-1] if versions else None
+
+    def visible(self, key: bytes, csn: int) -> Version | None:
+        """Newest version of ``key`` with ``csn <=`` the snapshot's ``csn``."""
+        versions = self._versions.get(key)
+        if versions is None:
+            return None
+        for version in reversed(versions):
+            if version[0] <= csn:
+                return version
+        return None
+
+    def apply(self, csn: int, changes: Mapping[bytes, bytes | None], horizon: int) -> None:
+        """Record a commit's changes as versions at ``csn``.
+
+        ``horizon`` is the oldest CSN a live snapshot may read at: older versions
+        hidden behind a newer one at or below it are dropped.
+        """
+        new_keys = []
+        for key, value in changes.items():
+            old = self._versions.get(key)
+            if old is None:
+                new_keys.append(key)
+                self._versions[key] = ((csn, value),)
+            else:
+                self._versions[key] = (*_trim(old, horizon), (csn, value))
+            self.value_bytes += len(key) + (len(value) if value is not None else 0)
+            if value is None:
+                self._deleted.add(key)
+        if new_keys:
+            with self._order_lock:
+                self._order.update(new_keys)
+
+    def sweep(self, horizon: int) -> int:
+        """Forget keys whose newest version is a delete no snapshot can see past.
+
+        Returns how many keys were dropped.
+        """
+        gone = []
+        for key in self._deleted:
+            versions = self._versions.get(key)
+            if versions is None:
+                continue
+            csn, value = versions[-1]
+            if value is None and csn <= horizon:
+                gone.append(key)
+        self._deleted.clear()
+        for key in gone:
+            del self._versions[key]
+        if gone:
+            with self._order_lock:
+                for key in gone:
+                    self._order.discard(key)
+        return len(gone)
+
+    def keys_in_order(self, start: bytes | None, end: bytes | None) -> Iterator[bytes]:
+        """Keys in ``[start, end)`` in byte order, copied out in chunks."""
+        lower = start
+        inclusive = True
+        while True:
+            with self._order_lock:
+                if lower is None:
+                    index = 0
+                elif inclusive:
+                    index = self._order.bisect_left(lower)
+                else:
+                    index = self._order.bisect_right(lower)
+                chunk = list(self._order.islice(index, index + SCAN_CHUNK))
+            for key in chunk:
+                if end is not None and key >= end:
+                    return
+                yield key
+            if len(chunk) < SCAN_CHUNK:
+                return
+            lower = chunk[-1]
+            inclusive = False
+
+
+def _trim(versions: tuple[Version, ...], horizon: int) -> tuple[Version, ...]:
+    """Drop versions hidden, for every snapshot at or after ``horizon``, by a newer one."""
+    keep_from = 0
+    for i in range(len(versions) - 1, -1, -1):
+        if versions[i][0] <= horizon:
+            keep_from = i
+            break
+    return versions[keep_from:]

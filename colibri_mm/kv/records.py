@@ -1,0 +1,88 @@
+"""WAL record payload of key/value changes (record type :data:`KV_CHANGES`).
+
+Layout (little-endian), ``n`` changes::
+
+    u32  n
+    u8   kind[n]          1 put, 2 delete
+    u32  key_length[n]
+    u32  value_length[n]  0 for deletes
+    ...  keys, concatenated
+    ...  values, concatenated
+
+A transaction's changes are split over as many records as needed to keep each
+under :data:`MAX_RECORD_PAYLOAD` bytes (a single pair may exceed it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import CorruptionError
+
+KV_CHANGES = 1
+"""WAL record type of a batch of key/value changes."""
+PUT = 1
+DELETE = 2
+MAX_RECORD_PAYLOAD = 1 << 20
+
+
+def encode_changes(keys: Sequence[bytes], values: Sequence[bytes | None]) -> bytes:
+    """Payload of one record holding ``keys[i] -> values[i]`` (None: delete)."""
+    n = len(keys)
+    kinds = np.fromiter((PUT if v is not None else DELETE for v in values), np.uint8, n)
+    key_lengths = np.fromiter(map(len, keys), np.uint32, n)
+    value_lengths = np.fromiter((len(v) if v is not None else 0 for v in values),
+                                np.uint32, n)
+    return b"".join([
+        np.uint32(n).tobytes(), kinds.tobytes(), key_lengths.tobytes(),
+        value_lengths.tobytes(), b"".join(keys),
+        b"".join(v for v in values if v is not None),
+    ])
+
+
+def split_changes(keys: Sequence[bytes],
+                  values: Sequence[bytes | None]) -> Iterator[tuple[int, int]]:
+    """Ranges ``[i, j)`` of the changes, each encodable under the record size limit."""
+    start = 0
+    size = 0
+    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        item = 9 + len(key) + (len(value) if value is not None else 0)
+        if size and size + item > MAX_RECORD_PAYLOAD:
+            yield start, i
+            start, size = i, 0
+        size += item
+    if start < len(keys) or not keys:
+        yield start, len(keys)
+
+
+def decode_changes(payload: npt.NDArray[np.uint8] | bytes,
+                   where: str) -> tuple[list[bytes], list[bytes | None]]:
+    """Keys and values (None for deletes) of one record; ``where`` names it in errors."""
+    data = bytes(payload)
+    if len(data) < 4:
+        raise CorruptionError(f"key/value record too short ({len(data)} bytes) at {where}")
+    n = int(np.frombuffer(data, np.uint32, 1)[0])
+    table_end = 4 + 9 * n
+    if len(data) < table_end:
+        raise CorruptionError(f"key/value record of {n} changes is truncated at {where}")
+    kinds = np.frombuffer(data, np.uint8, n, 4)
+    key_lengths = np.frombuffer(data, np.uint32, n, 4 + n).astype(np.int64)
+    value_lengths = np.frombuffer(data, np.uint32, n, 4 + 5 * n).astype(np.int64)
+    if np.any((kinds != PUT) & (kinds != DELETE)):
+        raise CorruptionError(f"key/value record has an unknown change kind at {where}")
+    key_ends = table_end + np.cumsum(key_lengths)
+    keys_end = int(key_ends[-1]) if n else table_end
+    value_ends = keys_end + np.cumsum(value_lengths)
+    if (int(value_ends[-1]) if n else keys_end) != len(data):
+        raise CorruptionError(f"key/value record lengths do not add up at {where}")
+    keys = [data[e - k : e] for e, k in zip(key_ends.tolist(), key_lengths.tolist(),
+                                              strict=True)]
+    values: list[bytes | None] = [
+        data[e - v : e] if kind == PUT else None
+        for e, v, kind in zip(value_ends.tolist(), value_lengths.tolist(), kinds.tolist(),
+                              strict=True)
+    ]
+    return keys, values

@@ -1,0 +1,135 @@
+"""The ``.kv`` views: what ``snap.kv``, ``tx.kv`` and ``db.kv`` offer.
+
+- :class:`KvSnapshotView` reads at one snapshot's CSN.
+- :class:`KvTransactionView` reads the writer's view (its own uncommitted writes
+  first, then the newest committed versions) and buffers writes in the
+  transaction's write set.
+- ``db.kv`` (in ``colibri_mm.database``) wraps each call in its own snapshot or
+  transaction.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .keys import as_bytes, scan_bounds
+from .memtable import Memtable
+
+if TYPE_CHECKING:
+    from ..options import Options
+
+
+class KvSnapshotView:
+    """Read-only key/value access at a fixed CSN."""
+
+    def __init__(self, memtable: Memtable, csn: int, options: Options,
+                 check_open: Any) -> None:
+        self._memtable = memtable
+        self._csn = csn
+        self._options = options
+        self._check_open = check_open
+
+    def get(self, key: Any) -> bytes | None:
+        """The value of ``key`` in this snapshot, or None."""
+        self._check_open()
+        version = self._memtable.visible(as_bytes(key, "key", self._options.max_key_size),
+                                         self._csn)
+        return None if version is None else version[1]
+
+    def scan(self, start: Any = None, end: Any = None,
+             prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs with ``start <= key < end`` (and ``prefix``), in byte order."""
+        self._check_open()
+        low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
+        for key in self._memtable.keys_in_order(low, high):
+            version = self._memtable.visible(key, self._csn)
+            if version is not None and version[1] is not None:
+                yield key, version[1]
+
+
+class KvTransactionView:
+    """Key/value access inside a write transaction."""
+
+    def __init__(self, memtable: Memtable, writes: dict[bytes, bytes | None],
+                 options: Options, check_writable: Any) -> None:
+        self._memtable = memtable
+        self._writes = writes
+        self._options = options
+        self._check_writable = check_writable
+
+    def _key(self, key: Any) -> bytes:
+        return as_bytes(key, "key", self._options.max_key_size)
+
+    def get(self, key: Any) -> bytes | None:
+        """The value of ``key`` as this transaction sees it, or None."""
+        self._check_writable()
+        k = self._key(key)
+        if k in self._writes:
+            return self._writes[k]
+        version = self._memtable.latest(k)
+        return None if version is None else version[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        """Set ``key`` to ``value``."""
+        self._check_writable()
+        k = self._key(key)
+        self._writes[k] = as_bytes(value, "value", self._options.max_value_size)
+
+    def delete(self, key: Any) -> bool:
+        """Delete ``key``; True if it existed."""
+        existed = self.get(key) is not None
+        self._writes[self._key(key)] = None
+        return existed
+
+    def put_many(self, keys: Any, values: Any) -> int:
+        """Set ``keys[i]`` to ``values[i]`` for every i (sequences or Arrow binary arrays).
+
+        Everything is validated before anything is written; returns the count.
+        """
+        self._check_writable()
+        key_list = _as_list(keys, "keys")
+        value_list = _as_list(values, "values")
+        if len(key_list) != len(value_list):
+            raise ValueError(f"put_many got {len(key_list)} keys and {len(value_list)} values")
+        max_key = self._options.max_key_size
+        max_value = self._options.max_value_size
+        pairs = {}
+        for i, (k, v) in enumerate(zip(key_list, value_list, strict=True)):
+            pairs[as_bytes(k, f"keys[{i}]", max_key)] = as_bytes(v, f"values[{i}]", max_value)
+        self._writes.update(pairs)
+        return len(key_list)
+
+    def scan(self, start: Any = None, end: Any = None,
+             prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
+        """Ordered pairs as this transaction sees them (its own writes included)."""
+        self._check_writable()
+        low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
+        own = sorted(k for k in self._writes
+                     if (low is None or k >= low) and (high is None or k < high))
+        previous = None
+        for key in heapq.merge(own, self._memtable.keys_in_order(low, high)):
+            if key == previous:
+                continue
+            previous = key
+            if key in self._writes:
+                value = self._writes[key]
+            else:
+                version = self._memtable.latest(key)
+                value = None if version is None else version[1]
+            if value is not None:
+                yield key, value
+
+
+def _as_list(items: Any, what: str) -> Sequence[Any]:
+    """A sequence of Python objects from a list, tuple or Arrow binary/string array."""
+    if hasattr(items, "to_pylist"):
+        values: list[Any] = items.to_pylist()
+        if any(v is None for v in values):
+            raise ValueError(f"{what} contains nulls")
+        return values
+    if isinstance(items, bytes | str | bytearray):
+        raise TypeError(f"{what} must be a sequence of keys or values, not a single "
+                        f"{type(items).__name__}")
+    return list(items)

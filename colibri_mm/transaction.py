@@ -1,0 +1,90 @@
+"""Write transactions and read-only snapshots: the objects behind
+``db.transaction()`` and ``db.snapshot()``.
+
+Both are context managers (py-lmdb style): a transaction commits when its block ends
+normally and aborts when it raises; a snapshot is released when its block ends.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .errors import ClosedError, TransactionError
+from .kv.views import KvSnapshotView, KvTransactionView
+
+if TYPE_CHECKING:
+    from .database import Database
+
+
+class Snapshot:
+    """A consistent, read-only view of the database at one commit sequence number.
+
+    It never blocks the writer and is never blocked by it. Release it (``with`` block
+    or :meth:`close`) so old versions can be reclaimed.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._id, self.csn = db._clock.open_snapshot()
+        self._open = True
+        self.kv = KvSnapshotView(db._memtable, self.csn, db.options, self._check_open)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise ClosedError("the snapshot has been closed")
+        self._db._check_open()
+
+    def close(self) -> None:
+        """Release the snapshot (idempotent)."""
+        if self._open:
+            self._open = False
+            self._db._clock.close_snapshot(self._id)
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Transaction:
+    """A write transaction: sees its own writes; all or nothing at commit.
+
+    Only one is active at a time per database (other writers wait for it).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._writes: dict[bytes, bytes | None] = {}
+        self._active = True
+        self.kv = KvTransactionView(db._memtable, self._writes, db.options,
+                                    self._check_active)
+
+    def _check_active(self) -> None:
+        if not self._active:
+            raise TransactionError("the transaction has already committed or aborted")
+        self._db._check_open()
+
+    def commit(self) -> None:
+        """Make the writes durable (per the durability mode) and visible."""
+        self._check_active()
+        self._active = False
+        self._db._commit(self._writes)
+
+    def abort(self) -> None:
+        """Discard the writes (idempotent after commit or abort)."""
+        if self._active:
+            self._active = False
+            self._db._end_transaction()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None and self._active:
+            self.commit()
+        else:
+            self.abort()

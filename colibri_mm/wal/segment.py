@@ -1,0 +1,74 @@
+"""WAL segment files: naming and the 512-byte segment header.
+
+A segment is ``wal/<segment number as 16 hex digits>.wal``. It starts with a header
+(layout in ``docs/FORMAT.md`` section 3); framed records (``colibri_mm.kernels.walcodec``)
+follow from byte :data:`RECORDS_OFFSET`, with block positions counted from there.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CorruptionError
+from ..kernels.checksum import crc32c, mask
+
+MAGIC = b"COLIWAL\x00"
+FORMAT_VERSION = 1
+RECORDS_OFFSET = 512
+"""Byte offset of the first record in a segment file."""
+
+_HEADER = struct.Struct("<8sIIQQ16s")
+_CRC = struct.Struct("<I")
+_NAME = re.compile(r"^([0-9a-f]{16})\.wal$")
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    """What a segment says about itself."""
+
+    segment: int
+    """Segment number: part of every record's CRC in the segment."""
+    first_lsn: int
+    """LSN of the first record written to the segment."""
+    block_size: int
+    database_id: bytes
+    """16 bytes identifying the database, so a foreign segment is never replayed."""
+
+    def encode(self) -> bytes:
+        """The :data:`RECORDS_OFFSET`-byte header region."""
+        body = _HEADER.pack(MAGIC, FORMAT_VERSION, self.block_size, self.segment,
+                            self.first_lsn, self.database_id)
+        head = body + _CRC.pack(mask(crc32c(body)))
+        return head + bytes(RECORDS_OFFSET - len(head))
+
+    @classmethod
+    def decode(cls, data: bytes, path: Path) -> SegmentHeader:
+        """Parse and verify a header; :class:`CorruptionError` names the file if bad."""
+        size = _HEADER.size + _CRC.size
+        if len(data) < size:
+            raise CorruptionError("WAL segment header is truncated", path=str(path), offset=0)
+        body = data[: _HEADER.size]
+        (stored,) = _CRC.unpack_from(data, _HEADER.size)
+        if stored != mask(crc32c(body)):
+            raise CorruptionError("WAL segment header fails its checksum", path=str(path),
+                                  offset=0)
+        magic, version, block_size, segment, first_lsn, database_id = _HEADER.unpack(body)
+        if magic != MAGIC:
+            raise CorruptionError("not a WAL segment (bad magic)", path=str(path), offset=0)
+        if version != FORMAT_VERSION:
+            raise CorruptionError(f"unknown WAL segment format version {version}",
+                                  path=str(path), offset=8)
+        return cls(segment, first_lsn, block_size, database_id)
+
+
+def segment_path(wal_dir: Path, segment: int) -> Path:
+    """File name of segment number ``segment``."""
+    return wal_dir / f"{segment:016x}.wal"
+
+
+def segment_numbers(names: list[str]) -> list[int]:
+    """Segment numbers among directory entry ``names``, ascending."""
+    return sorted(int(m.group(1), 16) for m in map(_NAME.match, names) if m)

@@ -1,0 +1,290 @@
+"""The WAL writer: appends transactions' records to segment files with group commit.
+
+A committing transaction hands its encoded records to :meth:`WalWriter.submit`
+(under the database's writer lock, so batches queue in commit order) and then calls
+:meth:`WalWriter.wait` (after releasing that lock). The first waiter that finds no
+leader becomes the leader: it frames every queued batch in one kernel call, writes
+them with one ``pwrite``, syncs once if the durability mode asks for it, publishes
+the group's last commit sequence number (CSN) and wakes the others. Batches that
+arrive meanwhile form the next group.
+
+Durability modes:
+
+- ``full``: ``fdatasync`` before any commit of the group is acknowledged.
+- ``normal``: every commit is written to the OS before it is acknowledged (a process
+  crash loses nothing); a background thread syncs at most every
+  ``sync_interval_ms``, so a power cut may lose the commits of that window.
+- ``off``: written to the OS, synced only at segment roll and close.
+
+If a write or sync fails, the writer cuts the segment back to where the failed
+group began, refuses every later commit with :class:`DurabilityError`, and the
+database must be reopened; recovery then finds exactly the acknowledged commits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ClosedError, DurabilityError
+from ..kernels import walcodec
+from ..storage.files import File, FileSystem
+from .segment import RECORDS_OFFSET, SegmentHeader, segment_path
+
+DURABILITY_MODES = ("full", "normal", "off")
+
+
+@dataclass
+class WalBatch:
+    """The records of one transaction: record i is ``payload[offsets[i]:offsets[i+1]]``
+    with WAL record type ``types[i]``; ``csn`` is the commit's sequence number."""
+
+    payload: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]
+    types: npt.NDArray[np.uint8]
+    csn: int
+
+
+@dataclass
+class WalTicket:
+    """A submitted batch, until its group is written (see :meth:`WalWriter.wait`)."""
+
+    batch: WalBatch
+    done: bool = False
+    error: BaseException | None = None
+    first_lsn: int = 0
+
+
+@dataclass
+class WalPosition:
+    """Where the writer appends: segment number, byte offset in it, next LSN."""
+
+    segment: int
+    offset: int
+    next_lsn: int
+
+
+@dataclass
+class WalCounters:
+    """Running totals for ``db.stats()`` and metrics."""
+
+    commits: int = 0
+    groups: int = 0
+    bytes_written: int = 0
+    syncs: int = 0
+    largest_group: int = 0
+    segments_created: int = 0
+    sync_seconds: float = 0.0
+
+
+class WalWriter:
+    """Appends framed records to the WAL of one database (see the module docstring)."""
+
+    def __init__(self, fs: FileSystem, wal_dir: Path, database_id: bytes, *,
+                 position: WalPosition, durability: str, sync_interval_ms: float,
+                 segment_size: int, block_size: int,
+                 publish: Callable[[int], None]) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
+        self._fs = fs
+        self._wal_dir = wal_dir
+        self._database_id = database_id
+        self._durability = durability
+        self._segment_size = segment_size
+        self._block_size = block_size
+        self._publish = publish
+        self._position = position
+        self._cond = threading.Condition()
+        self._io_lock = threading.Lock()
+        self._queue: list[WalTicket] = []
+        self._leading = False
+        self._failure: DurabilityError | None = None
+        self._closed = False
+        self._unsynced = False
+        self.counters = WalCounters()
+        self._file = self._open_segment(position)
+        self._stop_syncer = threading.Event()
+        self._syncer: threading.Thread | None = None
+        if durability == "normal":
+            self._syncer = threading.Thread(target=self._sync_periodically,
+                                            args=(sync_interval_ms / 1000.0,),
+                                            name="colibri-wal-sync", daemon=True)
+            self._syncer.start()
+
+    @property
+    def position(self) -> WalPosition:
+        """Where the next group will be appended."""
+        return self._position
+
+    def _open_segment(self, position: WalPosition) -> File:
+        path = segment_path(self._wal_dir, position.segment)
+        if position.offset > 0:
+            return self._fs.open(path)
+        header = SegmentHeader(position.segment, position.next_lsn, self._block_size,
+                               self._database_id)
+        file = self._fs.open(path, create=True, exclusive=True)
+        try:
+            file.pwrite(header.encode(), 0)
+            file.datasync()
+            self._fs.sync_dir(self._wal_dir)
+        except BaseException:
+            file.close()
+            raise
+        position.offset = RECORDS_OFFSET
+        self.counters.segments_created += 1
+        return file
+
+    def submit(self, batch: WalBatch) -> WalTicket:
+        """Queue a transaction's records; call under the writer lock, in CSN order."""
+        with self._cond:
+            self._check_usable()
+            ticket = WalTicket(batch)
+            self._queue.append(ticket)
+            return ticket
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise DurabilityError(f"the write-ahead log failed earlier ({self._failure}); "
+                                  "reopen the database")
+        if self._closed:
+            raise ClosedError("the write-ahead log is closed")
+
+    def wait(self, ticket: WalTicket) -> None:
+        """Return once ``ticket``'s group has reached the durability mode's level.
+
+        Raises :class:`DurabilityError` if its group could not be written or synced.
+        """
+        with self._cond:
+            while not ticket.done and self._leading:
+                self._cond.wait()
+            if not ticket.done:
+                self._leading = True
+                group, self._queue = self._queue, []
+        if not ticket.done:
+            try:
+                self._write_group(group)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _write_group(self, group: list[WalTicket]) -> None:
+        failure = self._failure
+        if failure is None:
+            try:
+                self._append(group)
+            except OSError as e:
+                failure = DurabilityError(
+                    f"writing the WAL failed: {e}; the commit is not durable and the "
+                    "database must be reopened")
+                self._failure = failure
+        with self._cond:
+            for ticket in group:
+                ticket.error = failure
+                ticket.done = True
+
+    def _append(self, group: list[WalTicket]) -> None:
+        batches = [t.batch for t in group]
+        payload = np.concatenate([b.payload for b in batches]) if len(batches) > 1 \
+            else batches[0].payload
+        lengths = np.concatenate([np.diff(b.offsets) for b in batches])
+        offsets = np.zeros(lengths.size + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        types = np.concatenate([b.types for b in batches])
+        with self._io_lock:
+            position = self._position
+            first_lsn = position.next_lsn
+            size = walcodec.encoded_size(lengths, position.offset - RECORDS_OFFSET,
+                                         self._block_size)
+            if position.offset > RECORDS_OFFSET and position.offset + size > self._segment_size:
+                self._roll()
+                position = self._position
+            lsns = np.arange(first_lsn, first_lsn + lengths.size, dtype=np.uint64)
+            framed = walcodec.encode(payload, offsets, types, lsns, segment=position.segment,
+                                     position=position.offset - RECORDS_OFFSET,
+                                     block_size=self._block_size)
+            start = position.offset
+            try:
+                self._file.pwrite(framed, start)
+                if self._durability == "full":
+                    self._sync_locked()
+                else:
+                    self._unsynced = True
+            except OSError:
+                self._cut_back(start)
+                raise
+            position.offset = start + framed.size
+            position.next_lsn = first_lsn + lengths.size
+        lsn = first_lsn
+        for ticket in group:
+            ticket.first_lsn = lsn
+            lsn += ticket.batch.types.size
+        c = self.counters
+        c.commits += len(group)
+        c.groups += 1
+        c.bytes_written += framed.size
+        c.largest_group = max(c.largest_group, len(group))
+        self._publish(batches[-1].csn)
+
+    def _cut_back(self, offset: int) -> None:
+        """Best effort after a failed write or sync: drop the group's bytes."""
+        try:
+            self._file.truncate(offset)
+            self._file.datasync()
+        except OSError:
+            pass
+
+    def _sync_locked(self) -> None:
+        started = time.perf_counter()
+        self._file.datasync()
+        self.counters.syncs += 1
+        self.counters.sync_seconds += time.perf_counter() - started
+        self._unsynced = False
+
+    def _roll(self) -> None:
+        """Close the current segment (synced) and start the next one."""
+        self._sync_locked()
+        self._file.close()
+        position = WalPosition(self._position.segment + 1, 0, self._position.next_lsn)
+        self._file = self._open_segment(position)
+        self._position = position
+
+    def _sync_periodically(self, interval: float) -> None:
+        while not self._stop_syncer.wait(interval):
+            with self._io_lock:
+                if self._unsynced and self._failure is None:
+                    try:
+                        self._sync_locked()
+                    except OSError as e:
+                        self._failure = DurabilityError(f"syncing the WAL failed: {e}")
+
+    def sync(self) -> None:
+        """Make everything written so far durable (any mode)."""
+        with self._io_lock:
+            if self._unsynced:
+                self._sync_locked()
+
+    def close(self) -> None:
+        """Sync what was written and close the segment (idempotent)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            while self._leading:
+                self._cond.wait()
+        self._stop_syncer.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        try:
+            if self._failure is None:
+                self.sync()
+        finally:
+            self._file.close()

@@ -1,0 +1,203 @@
+"""The key/value API of an open database: reads, writes, transactions, snapshots,
+limits and errors, and what survives a reopen."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import colibri_mm as cm
+
+
+@pytest.fixture
+def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = cm.connect(tmp_path / "db", create=True)
+    yield database
+    database.close()
+
+
+def test_put_get_delete_scan(db: cm.Database) -> None:
+    db.kv.put(b"b", b"2")
+    db.kv.put("a", "1")
+    db.kv.put(bytearray(b"c"), memoryview(b"3"))
+    assert db.kv.get("a") == b"1"
+    assert db.kv.get(b"missing") is None
+    assert list(db.kv.scan()) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    assert db.kv.delete("b") is True
+    assert db.kv.delete("b") is False
+    assert db.kv.get("b") is None
+    assert list(db.kv.scan()) == [(b"a", b"1"), (b"c", b"3")]
+
+
+def test_scan_bounds_and_prefix(db: cm.Database) -> None:
+    keys = [b"", b"a", b"ab", b"abc", b"abd", b"b", b"\xff", b"\xff\xff\x01"]
+    db.kv.put_many(keys, [k + b"!" for k in keys])
+    assert [k for k, _ in db.kv.scan()] == sorted(keys)
+    assert [k for k, _ in db.kv.scan(start=b"ab", end=b"b")] == [b"ab", b"abc", b"abd"]
+    assert [k for k, _ in db.kv.scan(prefix=b"ab")] == [b"ab", b"abc", b"abd"]
+    assert [k for k, _ in db.kv.scan(prefix=b"ab", start=b"abc")] == [b"abc", b"abd"]
+    assert [k for k, _ in db.kv.scan(prefix=b"\xff")] == [b"\xff", b"\xff\xff\x01"]
+    assert [k for k, _ in db.kv.scan(prefix="b")] == [b"b"]
+
+
+def test_put_many_accepts_arrow_arrays_and_validates_first(db: cm.Database) -> None:
+    keys = pa.array([b"k1", b"k2"], pa.binary())
+    values = pa.array(["v1", "v2"], pa.string())
+    assert db.kv.put_many(keys, values) == 2
+    assert db.kv.get("k2") == b"v2"
+    with pytest.raises(TypeError, match=r"values\[1\] must be bytes or str, not int"):
+        db.kv.put_many([b"x", b"y"], [b"ok", 5])
+    assert db.kv.get("x") is None
+    with pytest.raises(ValueError, match="2 keys and 1 values"):
+        db.kv.put_many([b"x", b"y"], [b"ok"])
+    with pytest.raises(ValueError, match="nulls"):
+        db.kv.put_many(pa.array([b"x", None]), pa.array([b"1", b"2"]))
+
+
+def test_transaction_sees_own_writes_and_commits_atomically(db: cm.Database) -> None:
+    db.kv.put("x", "0")
+    with db.transaction() as tx:
+        tx.kv.put("x", "1")
+        tx.kv.put("y", "2")
+        assert tx.kv.get("x") == b"1"
+        assert db.kv.get("x") == b"0"  # not visible before commit
+        assert tx.kv.delete("x") is True
+        assert list(tx.kv.scan()) == [(b"y", b"2")]
+    assert db.kv.get("x") is None
+    assert db.kv.get("y") == b"2"
+
+
+def test_exception_aborts_and_leaves_no_trace(db: cm.Database, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        tx.kv.put("ghost", "boo")
+        raise RuntimeError("abort")
+    assert db.kv.get("ghost") is None
+    tx2 = db.transaction()
+    tx2.kv.put("ghost2", "boo")
+    tx2.abort()
+    with pytest.raises(cm.TransactionError):
+        tx2.kv.put("again", "x")
+    db.close()
+    with cm.connect(tmp_path / "db") as again:
+        assert again.kv.get("ghost") is None
+        assert again.kv.get("ghost2") is None
+
+
+def test_snapshot_is_stable_while_the_writer_moves_on(db: cm.Database) -> None:
+    db.kv.put_many([b"a", b"b"], [b"1", b"1"])
+    with db.snapshot() as snap:
+        db.kv.put("a", "2")
+        db.kv.delete("b")
+        db.kv.put("c", "3")
+        for _ in range(10):
+            db.kv.put("a", "more")
+        assert snap.kv.get("a") == b"1"
+        assert snap.kv.get("b") == b"1"
+        assert snap.kv.get("c") is None
+        assert list(snap.kv.scan()) == [(b"a", b"1"), (b"b", b"1")]
+    assert list(db.kv.scan()) == [(b"a", b"more"), (b"c", b"3")]
+    with pytest.raises(cm.ClosedError):
+        snap.kv.get("a")
+
+
+def test_writing_in_a_snapshot_is_impossible(db: cm.Database) -> None:
+    with db.snapshot() as snap:
+        assert not hasattr(snap.kv, "put")
+
+
+def test_limits_and_types(tmp_path: Path) -> None:
+    with cm.connect(tmp_path / "db", create=True, max_key_size=8, max_value_size=16) as db:
+        with pytest.raises(cm.LimitError, match="key of 9 bytes exceeds the limit of 8"):
+            db.kv.put(b"123456789", b"v")
+        with pytest.raises(cm.LimitError, match="value of 17 bytes"):
+            db.kv.put(b"k", b"x" * 17)
+        with pytest.raises(TypeError, match="key must be bytes or str, not int"):
+            db.kv.put(1, b"v")
+        with pytest.raises(TypeError, match="value must be bytes or str, not NoneType"):
+            db.kv.put(b"k", None)
+        assert list(db.kv.scan()) == []
+    with cm.connect(tmp_path / "db") as db:
+        assert db.kv.get(b"1234567") is None  # limits are per open, not stored
+
+
+def test_defaults_allow_large_values(db: cm.Database) -> None:
+    big = bytes(range(256)) * (16 * 4096)  # 16 MiB
+    db.kv.put(b"k" * 1024, big)
+    assert db.kv.get(b"k" * 1024) == big
+    with pytest.raises(cm.LimitError):
+        db.kv.put(b"k" * 1025, b"")
+
+
+def test_closed_database(tmp_path: Path) -> None:
+    db = cm.connect(tmp_path / "db", create=True)
+    db.close()
+    db.close()
+    for call in (lambda: db.kv.get("a"), lambda: db.kv.put("a", "b"), db.snapshot,
+                 db.transaction):
+        with pytest.raises(cm.ClosedError, match="closed"):
+            call()
+
+
+def test_reopen_keeps_every_commit(tmp_path: Path) -> None:
+    with cm.connect(tmp_path / "db", create=True, durability="normal") as db:
+        for i in range(500):
+            db.kv.put(f"k{i:04}", f"v{i}")
+        db.kv.delete("k0007")
+    with cm.connect(tmp_path / "db") as db:
+        assert db.kv.get("k0499") == b"v499"
+        assert db.kv.get("k0007") is None
+        assert len(list(db.kv.scan())) == 499
+        stats = db.stats()
+        assert stats["recovery_transactions"] == 501
+        assert stats["recovery_dropped"] == []
+
+
+def test_open_errors(tmp_path: Path) -> None:
+    with pytest.raises(cm.Error, match="not a colibri-mm database"):
+        cm.connect(tmp_path / "nothing")
+    with pytest.raises(cm.ConfigError, match="durability must be one of"):
+        cm.connect(tmp_path / "db", create=True, durability="sometimes")
+    with pytest.raises(cm.ConfigError, match="page_size must be a power of two"):
+        cm.connect(tmp_path / "db", create=True, page_size=5000)
+    with pytest.raises(cm.ReadOnlyError, match="read-only"):
+        cm.connect(tmp_path / "db", create=True, readonly=True)
+
+
+def test_readonly_open_reads_and_refuses_writes(tmp_path: Path) -> None:
+    with cm.connect(tmp_path / "db", create=True) as db:
+        db.kv.put("a", "1")
+    with cm.connect(tmp_path / "db", readonly=True) as ro:
+        assert ro.kv.get("a") == b"1"
+        with pytest.raises(cm.ReadOnlyError):
+            ro.kv.put("b", "2")
+
+
+def test_second_writer_in_the_same_process_is_refused(db: cm.Database) -> None:
+    with pytest.raises(cm.LockedError, match="already open for writing in this process"):
+        cm.connect(db.path)
+
+
+def test_second_writer_process_gets_the_holders_pid(db: cm.Database) -> None:
+    code = textwrap.dedent(f"""
+        import colibri_mm as cm
+        try:
+            cm.connect({str(db.path)!r})
+        except cm.LockedError as e:
+            print("LOCKED", e)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert f"locked for writing by process {os.getpid()}" in out.stdout, out.stderr
+
+
+def test_stats(db: cm.Database) -> None:
+    db.kv.put("a", "1")
+    stats = db.stats()
+    assert stats["published_csn"] == 1
+    assert stats["wal_commits"] == 1
+    assert stats["wal_syncs"] >= 1
+    assert stats["durability"] == "full"
