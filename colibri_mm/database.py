@@ -10,6 +10,7 @@ once the durability mode's level is reached.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
+from .kv.keys import as_bytes
 from .kv.memtable import Memtable
 from .kv.records import KV_CHANGES, decode_changes, encode_changes, split_changes
 from .options import Options
@@ -158,6 +160,11 @@ class Database:
 
     def transaction(self) -> Transaction:
         """Begin the write transaction (waits while another thread has one open)."""
+        self._begin()
+        return Transaction(self)
+
+    def _begin(self) -> None:
+        """Take the write mutex for a transaction (released by commit or abort)."""
         self._check_open()
         if self._writer is None:
             raise ReadOnlyError(f"{self.path} is open read-only")
@@ -165,7 +172,6 @@ class Database:
         if self._closed:
             self._write_mutex.release()
             raise ClosedError(f"the database {self.path} is closed")
-        return Transaction(self)
 
     def snapshot(self) -> Snapshot:
         """A consistent read-only view at the newest published commit."""
@@ -262,12 +268,17 @@ def _wal_batch(writes: dict[bytes, bytes | None], csn: int) -> WalBatch:
     values = list(writes.values())
     payloads = [encode_changes(keys[i:j], values[i:j]) for i, j in split_changes(keys, values)]
     payloads.append(encode_commit(csn, len(payloads)))
-    lengths = np.fromiter(map(len, payloads), np.int64, len(payloads))
-    offsets = np.zeros(len(payloads) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    types = np.full(len(payloads), KV_CHANGES, np.uint8)
-    types[-1] = COMMIT
+    offsets = np.array([0, *itertools.accumulate(map(len, payloads))], np.int64)
+    if len(payloads) == 2:
+        types = _ONE_RECORD_AND_COMMIT
+    else:
+        types = np.full(len(payloads), KV_CHANGES, np.uint8)
+        types[-1] = COMMIT
     return WalBatch(np.frombuffer(b"".join(payloads), np.uint8), offsets, types, csn)
+
+
+_ONE_RECORD_AND_COMMIT = np.array([KV_CHANGES, COMMIT], np.uint8)
+_ONE_RECORD_AND_COMMIT.flags.writeable = False
 
 
 class DatabaseKv:
@@ -278,8 +289,11 @@ class DatabaseKv:
 
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value`` and commit."""
-        with self._db.transaction() as tx:
-            tx.kv.put(key, value)
+        options = self._db.options
+        change = {as_bytes(key, "key", options.max_key_size):
+                  as_bytes(value, "value", options.max_value_size)}
+        self._db._begin()
+        self._db._commit(change)
 
     def put_many(self, keys: Any, values: Any) -> int:
         """Set many pairs in one transaction; returns how many."""

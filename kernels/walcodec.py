@@ -23,6 +23,7 @@ that is torn, unwritten or damaged, saying why it stopped.
 """
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -256,6 +257,7 @@ def _decode(buf: ByteArray, seed: np.uint32, position: int, block_size: int,
             end = i
 
 
+@functools.lru_cache(maxsize=64)
 def _segment_seed(segment: int) -> np.uint32:
     if not 0 <= segment < 2**64:
         raise ValueError(f"segment number must be in [0, 2**64), got {segment}")
@@ -280,6 +282,30 @@ def encoded_size(lengths: Any, position: int = 0, block_size: int = BLOCK_SIZE) 
     offsets = np.zeros(sizes.size + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     return int(_encoded_size(offsets, position, block_size))
+
+
+class SegmentFramer:
+    """Frames records for one WAL segment, for a writer that appends to it repeatedly.
+
+    The segment's CRC seed, the block size and the CRC implementation are settled
+    once. :meth:`encode` trusts its arrays (int64 offsets, uint8 types in 1..255, as a
+    writer builds them) and skips the checks of the module-level :func:`encode`.
+    """
+
+    def __init__(self, segment: int, block_size: int = BLOCK_SIZE,
+                 implementation: str | None = None) -> None:
+        _check_block(0, block_size)
+        self.segment = segment
+        self.block_size = block_size
+        self._seed = _segment_seed(segment)
+        self._hardware = _use_hardware(implementation)
+
+    def encode(self, payload: ByteArray, offsets: npt.NDArray[np.int64],
+               types: npt.NDArray[np.uint8], first_lsn: int, position: int) -> ByteArray:
+        """Frame records with LSNs ``first_lsn, first_lsn + 1, ...`` for ``position``."""
+        lsns = np.arange(first_lsn, first_lsn + types.size, dtype=np.uint64)
+        return _encode(payload, offsets, types, lsns, self._seed, position, self.block_size,
+                       self._hardware)
 
 
 def encode(payload: Any, offsets: Any, types: Any, lsns: Any, *, segment: int,
@@ -344,5 +370,5 @@ def decode(buf: Any, *, segment: int, position: int = 0, block_size: int = BLOCK
 
 __all__ = [
     "BLOCK_SIZE", "FIRST", "FULL", "HEADER_SIZE", "LAST", "MIDDLE", "DecodeStatus",
-    "DecodedRecords", "decode", "encode", "encoded_size", "mask", "unmask",
+    "DecodedRecords", "SegmentFramer", "decode", "encode", "encoded_size", "mask", "unmask",
 ]

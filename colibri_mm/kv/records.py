@@ -15,6 +15,7 @@ under :data:`MAX_RECORD_PAYLOAD` bytes (a single pair may exceed it).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -27,11 +28,18 @@ KV_CHANGES = 1
 PUT = 1
 DELETE = 2
 MAX_RECORD_PAYLOAD = 1 << 20
+SMALL_BATCH = 32
+"""Up to this many changes are encoded with ``struct`` (numpy's per-call cost dominates)."""
 
 
 def encode_changes(keys: Sequence[bytes], values: Sequence[bytes | None]) -> bytes:
     """Payload of one record holding ``keys[i] -> values[i]`` (None: delete)."""
     n = len(keys)
+    if n <= SMALL_BATCH:
+        kinds_ = [PUT if v is not None else DELETE for v in values]
+        lengths = [len(k) for k in keys] + [len(v) if v is not None else 0 for v in values]
+        return b"".join([struct.pack(f"<I{n}B{2 * n}I", n, *kinds_, *lengths), *keys,
+                         *(v for v in values if v is not None)])
     kinds = np.fromiter((PUT if v is not None else DELETE for v in values), np.uint8, n)
     key_lengths = np.fromiter(map(len, keys), np.uint32, n)
     value_lengths = np.fromiter((len(v) if v is not None else 0 for v in values),

@@ -109,6 +109,7 @@ class WalWriter:
         self._unsynced = False
         self.counters = WalCounters()
         self._file = self._open_segment(position)
+        self._framer = walcodec.SegmentFramer(position.segment, block_size)
         self._stop_syncer = threading.Event()
         self._syncer: threading.Thread | None = None
         if durability == "normal":
@@ -193,24 +194,18 @@ class WalWriter:
 
     def _append(self, group: list[WalTicket]) -> None:
         batches = [t.batch for t in group]
-        payload = np.concatenate([b.payload for b in batches]) if len(batches) > 1 \
-            else batches[0].payload
-        lengths = np.concatenate([np.diff(b.offsets) for b in batches])
-        offsets = np.zeros(lengths.size + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        types = np.concatenate([b.types for b in batches])
+        payload, offsets, types = _concatenate(batches)
         with self._io_lock:
             position = self._position
             first_lsn = position.next_lsn
-            size = walcodec.encoded_size(lengths, position.offset - RECORDS_OFFSET,
-                                         self._block_size)
-            if position.offset > RECORDS_OFFSET and position.offset + size > self._segment_size:
+            framed = self._framer.encode(payload, offsets, types, first_lsn,
+                                         position.offset - RECORDS_OFFSET)
+            if position.offset > RECORDS_OFFSET and \
+                    position.offset + framed.size > self._segment_size:
                 self._roll()
                 position = self._position
-            lsns = np.arange(first_lsn, first_lsn + lengths.size, dtype=np.uint64)
-            framed = walcodec.encode(payload, offsets, types, lsns, segment=position.segment,
-                                     position=position.offset - RECORDS_OFFSET,
-                                     block_size=self._block_size)
+                framed = self._framer.encode(payload, offsets, types, first_lsn,
+                                             position.offset - RECORDS_OFFSET)
             start = position.offset
             try:
                 self._file.pwrite(framed, start)
@@ -222,7 +217,7 @@ class WalWriter:
                 self._cut_back(start)
                 raise
             position.offset = start + framed.size
-            position.next_lsn = first_lsn + lengths.size
+            position.next_lsn = first_lsn + types.size
         lsn = first_lsn
         for ticket in group:
             ticket.first_lsn = lsn
@@ -255,6 +250,7 @@ class WalWriter:
         self._file.close()
         position = WalPosition(self._position.segment + 1, 0, self._position.next_lsn)
         self._file = self._open_segment(position)
+        self._framer = walcodec.SegmentFramer(position.segment, self._block_size)
         self._position = position
 
     def _sync_periodically(self, interval: float) -> None:
@@ -288,3 +284,17 @@ class WalWriter:
                 self.sync()
         finally:
             self._file.close()
+
+
+def _concatenate(batches: list[WalBatch]) -> tuple[npt.NDArray[np.uint8],
+                                                  npt.NDArray[np.int64],
+                                                  npt.NDArray[np.uint8]]:
+    """One payload, offsets and types array for a group of batches."""
+    if len(batches) == 1:
+        only = batches[0]
+        return only.payload, only.offsets, only.types
+    payload = np.concatenate([b.payload for b in batches])
+    lengths = np.concatenate([np.diff(b.offsets) for b in batches])
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return payload, offsets, np.concatenate([b.types for b in batches])
