@@ -70,7 +70,10 @@ class Memtable:
             self.value_bytes += len(key) + (len(value) if value is not None else 0)
             if value is None:
                 self._deleted.add(key)
-        if new_keys:
+        if len(new_keys) == 1:
+            with self._order_lock:
+                self._order.add(new_keys[0])
+        elif new_keys:
             with self._order_lock:
                 self._order.update(new_keys)
 

@@ -54,6 +54,9 @@ def encode_changes(keys: Sequence[bytes], values: Sequence[bytes | None]) -> byt
 def split_changes(keys: Sequence[bytes],
                   values: Sequence[bytes | None]) -> Iterator[tuple[int, int]]:
     """Ranges ``[i, j)`` of the changes, each encodable under the record size limit."""
+    if len(keys) == 1:
+        yield 0, 1
+        return
     start = 0
     size = 0
     for i, (key, value) in enumerate(zip(keys, values, strict=True)):

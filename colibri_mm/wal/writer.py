@@ -51,14 +51,16 @@ class WalBatch:
     csn: int
 
 
-@dataclass
 class WalTicket:
     """A submitted batch, until its group is written (see :meth:`WalWriter.wait`)."""
 
-    batch: WalBatch
-    done: bool = False
-    error: BaseException | None = None
-    first_lsn: int = 0
+    __slots__ = ("batch", "done", "error", "first_lsn")
+
+    def __init__(self, batch: WalBatch) -> None:
+        self.batch = batch
+        self.done = False
+        self.error: BaseException | None = None
+        self.first_lsn = 0
 
 
 @dataclass
