@@ -166,6 +166,7 @@ class WalReader:
             resume = ((position + decoded.error_offset) // block + 1) * block
             report.dropped.append(f"{path}: skipped {min(resume, len(body)) - end} bytes "
                                   f"from offset {RECORDS_OFFSET + end} ({reason})")
+            resume = _past_orphan_fragments(body, resume, block)
             if resume >= len(body):
                 break
             position = resume
@@ -200,3 +201,20 @@ class WalReader:
         report.bytes += int(decoded.offsets[-1])
         if int(lsns[-1]) > after_lsn:
             apply(decoded, max(0, after_lsn + 1 - first))
+
+
+def _past_orphan_fragments(body: memoryview, position: int, block_size: int) -> int:
+    """Skip MIDDLE and LAST fragments at ``position`` (the rest of a record whose start
+    was lost), so salvage resumes at the next record that starts whole."""
+    while len(body) - position >= walcodec.HEADER_SIZE:
+        kind = body[position + 6]
+        if kind not in (walcodec.MIDDLE, walcodec.LAST):
+            break
+        length = int.from_bytes(body[position + 4 : position + 6], "little")
+        left = block_size - position % block_size
+        if length > left - walcodec.HEADER_SIZE:
+            break
+        position += walcodec.HEADER_SIZE + length
+        if block_size - position % block_size < walcodec.HEADER_SIZE:
+            position += block_size - position % block_size
+    return position
