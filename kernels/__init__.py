@@ -7,6 +7,7 @@ This package owns the hot loops that numpy cannot express without a Python loop:
   LevelDB's CRC masking.
 - :mod:`.search`: binary search inside a page for fixed-width and variable-length
   keys, one key or a batch of keys per call.
+- :mod:`.merge`: merging two sorted runs of key/value entries (newer wins).
 - :mod:`.walcodec`: encoding of a batch of write-ahead-log records into framed,
   checksummed blocks in one call, and decoding that stops at the first bad record.
 

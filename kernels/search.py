@@ -139,6 +139,20 @@ def _bytes_lookup(offsets: Any, data: Any, key_offsets: Any, key_data: Any,
             positions[j] = -1
 
 
+@kernel
+def _bytes_one(offsets: Any, data: Any, key: Any, right: bool) -> int:
+    lo = 0
+    hi = offsets.size - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        c = _compare_bytes(data, offsets[mid], offsets[mid + 1], key, 0, key.size)
+        if c < 0 or (right and c == 0):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def _check_side(side: str) -> bool:
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
@@ -297,7 +311,39 @@ def lookup_many_varlen(offsets: Any, data: Any, key_offsets: Any,
     return positions
 
 
+class SortedByteKeys:
+    """Sorted variable-length keys (Arrow-style offsets + data, e.g. views of pages),
+    checked once and then searched one key at a time with one kernel call each.
+
+    The layout is validated at construction (offsets non-decreasing and inside the
+    data), so a damaged page can give wrong answers but never an out-of-bounds read.
+    """
+
+    def __init__(self, offsets: Any, data: Any) -> None:
+        self.offsets, self.data = _varlen(offsets, data, "page")
+
+    def __len__(self) -> int:
+        return int(self.offsets.size - 1)
+
+    def search(self, key: bytes, side: Side = "left") -> int:
+        """Insertion position of ``key`` (like :func:`search_varlen`)."""
+        right = _check_side(side)
+        return int(_bytes_one(self.offsets, self.data, np.frombuffer(key, np.uint8), right))
+
+    def find(self, key: bytes) -> int:
+        """Position of a key equal to ``key``, or -1."""
+        probe = np.frombuffer(key, np.uint8)
+        position = int(_bytes_one(self.offsets, self.data, probe, False))
+        if position < len(self) and self.key(position) == key:
+            return position
+        return -1
+
+    def key(self, i: int) -> bytes:
+        """Key ``i`` as bytes."""
+        return self.data[self.offsets[i] : self.offsets[i + 1]].tobytes()
+
+
 __all__: Sequence[str] = [
-    "lookup_many", "lookup_many_varlen", "pack_varlen", "search", "search_many",
-    "search_many_varlen", "search_varlen",
+    "SortedByteKeys", "lookup_many", "lookup_many_varlen", "pack_varlen", "search",
+    "search_many", "search_many_varlen", "search_varlen",
 ]

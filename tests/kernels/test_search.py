@@ -183,3 +183,22 @@ def test_read_only_page_views(tmp_path: Path) -> None:
         assert search.search_many(page, [3, 4, 5000]).tolist() == [2, 2, 1000]
         assert search.lookup_many(page, [4, 5]).tolist() == [2, -1]
         del page
+
+
+@given(hay_values=st.lists(st.binary(max_size=10), max_size=80),
+       keys=st.lists(st.binary(max_size=10), max_size=20))
+def test_sorted_byte_keys_match_bisect(hay_values: list[bytes], keys: list[bytes]) -> None:
+    hay_values = sorted(set(hay_values))
+    index = search.SortedByteKeys(*search.pack_varlen(hay_values))
+    assert len(index) == len(hay_values)
+    keys = keys + hay_values[::5]
+    for side in SIDES:
+        assert [index.search(k, side) for k in keys] == \
+            search_reference.search_many_bytes(hay_values, keys, side)  # type: ignore[arg-type]
+    assert [index.find(k) for k in keys] == search_reference.lookup_many_bytes(hay_values, keys)
+    assert [index.key(i) for i in range(len(index))] == hay_values
+
+
+def test_sorted_byte_keys_refuse_offsets_outside_the_data() -> None:
+    with pytest.raises(ValueError, match="within the data"):
+        search.SortedByteKeys(np.array([0, 2, 50]), np.zeros(4, np.uint8))
