@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_kernels_are_a_subpackage_of_colibri_mm() -> None:
     assert Path(colibri_mm.kernels.__file__).parent == ROOT / "kernels"
-    for name in ("checksum", "search", "walcodec"):
+    for name in ("checksum", "merge", "search", "walcodec"):
         assert importlib.util.find_spec(f"colibri_mm.kernels.{name}") is not None
         assert importlib.util.find_spec(f"colibri_mm.kernels.{name}_reference") is not None
 
