@@ -290,8 +290,9 @@ class DatabaseKv:
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value`` and commit."""
         options = self._db.options
-        change = {as_bytes(key, "key", options.max_key_size):
-                  as_bytes(value, "value", options.max_value_size)}
+        change: dict[bytes, bytes | None] = {
+            as_bytes(key, "key", options.max_key_size):
+            as_bytes(value, "value", options.max_value_size)}
         self._db._begin()
         self._db._commit(change)
 

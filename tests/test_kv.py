@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -201,3 +202,25 @@ def test_stats(db: cm.Database) -> None:
     assert stats["wal_commits"] == 1
     assert stats["wal_syncs"] >= 1
     assert stats["durability"] == "full"
+
+
+def test_commits_after_a_transaction_cut_before_its_commit_survive(tmp_path: Path) -> None:
+    """A crash between a transaction's change records and its COMMIT leaves orphan
+    records; what is committed after the restart must not be mistaken for them."""
+    from colibri_mm.kv.records import KV_CHANGES, encode_changes
+    from colibri_mm.wal.writer import WalBatch
+
+    with cm.connect(tmp_path / "db", create=True) as db:
+        db.kv.put("before", "1")
+        writer = db._writer
+        assert writer is not None
+        orphan = encode_changes([b"orphan"], [b"x"])
+        ticket = writer.submit(WalBatch(np.frombuffer(orphan, np.uint8),
+                                        np.array([0, len(orphan)], np.int64),
+                                        np.array([KV_CHANGES], np.uint8), 1))
+        writer.wait(ticket)
+    with cm.connect(tmp_path / "db") as db:
+        db.kv.put("after", "2")
+        db.kv.put("after2", "3")
+    with cm.connect(tmp_path / "db") as db:
+        assert dict(db.kv.scan()) == {b"before": b"1", b"after": b"2", b"after2": b"3"}

@@ -67,7 +67,13 @@ class TransactionAssembler:
     def _commit(self, lsn: int, payload: npt.NDArray[np.uint8]) -> None:
         csn, count = _COMMIT.unpack(bytes(payload))
         pending = self._pending
-        whole = len(pending) == count and (not pending or pending[-1][0] + 1 == lsn)
+        if len(pending) > count:
+            # Change records of an earlier transaction that never got its COMMIT (a
+            # crash cut it; the writer went on after it on restart): not this one's.
+            self.dropped_transactions += 1
+            pending = pending[len(pending) - count :]
+        whole = len(pending) == count and (not pending or (
+            pending[-1][0] + 1 == lsn and pending[0][0] + count == lsn))
         if whole:
             self._apply(CommittedTransaction(csn, lsn, [(t, p) for _, t, p in pending]))
             self.transactions += 1
