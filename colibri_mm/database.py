@@ -1,7 +1,9 @@
 """An open database: :func:`connect`, the :class:`Database` object and ``db.kv``.
 
-Opening reads the meta, takes the write lock (unless read-only), replays the WAL
-into the in-memory version store, and starts the WAL writer. A commit takes the
+Opening reads the meta and the catalog of the last checkpoint (its sorted runs are
+mapped, not read), takes the write lock (unless read-only), replays the WAL after
+the checkpoint into the in-memory version store, and starts the WAL writer and the
+background checkpointer. A commit takes the
 writer lock (one write transaction at a time), assigns a CSN, records its changes
 as versions (visible to the next writer, not yet to readers), queues its WAL records,
 releases the lock, and waits for its group commit; the CSN is published to readers
@@ -14,6 +16,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
 from .kv.keys import as_bytes
 from .kv.memtable import Memtable
 from .kv.records import KV_CHANGES, decode_changes, encode_changes, split_changes
+from .kv.store import StoreVersion
 from .options import Options
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
+from .storage.pagefile import DATA_NAME, PageFile
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
 from .txn.replay import COMMIT, CommittedTransaction, TransactionAssembler, encode_commit
@@ -68,16 +74,33 @@ class Database:
         self._write_mutex = threading.Lock()
         self._lock: ProcessWriteLock | None = None
         self._writer: WalWriter | None = None
-        self._memtable = Memtable()
+        self._checkpointer: Checkpointer | None = None
         self._commits_since_sweep = 0
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_thread: threading.Thread | None = None
+        self._wal_bytes_at_checkpoint = 0
+        self.last_checkpoint: dict[str, Any] = {}
         self._meta = self._open_meta(create)
         if not options.readonly:
             self._lock = ProcessWriteLock(file_system, path, options.lock_timeout)
         try:
-            self._clock = CommitClock(self._meta.checkpoint_csn)
+            meta, slot = read_meta(file_system, path)
+            pages = None
+            if not options.readonly or file_system.exists(path / DATA_NAME):
+                pages = PageFile(file_system, path, meta.page_size,
+                                 writable=not options.readonly)
+            self._checkpointer = Checkpointer(file_system, path, meta, slot, pages)
+            self._clock: CommitClock[StoreVersion] = CommitClock(
+                meta.checkpoint_csn,
+                StoreVersion(Memtable(), (), self._checkpointer.runs(), meta.checkpoint_id))
             self.recovery, position = self._recover()
             if not options.readonly:
                 self._writer = self._start_writer(position)
+                self._checkpoint_thread = threading.Thread(
+                    target=self._checkpoint_when_wanted, name="colibri-checkpoint",
+                    daemon=True)
+                self._checkpoint_thread.start()
         except BaseException:
             self._release()
             raise
@@ -139,7 +162,7 @@ class Database:
             keys, values = decode_changes(payload, f"the transaction committed at LSN "
                                                    f"{tx.commit_lsn}")
             changes.update(zip(keys, values, strict=True))
-        self._memtable.apply(tx.csn, changes, horizon=tx.csn)
+        self._clock.state.active.apply(tx.csn, changes, horizon=tx.csn)
 
     def _start_writer(self, position: WalPosition | None) -> WalWriter:
         if position is None:
@@ -178,6 +201,9 @@ class Database:
         self._check_open()
         return Snapshot(self)
 
+    def _current_version(self) -> StoreVersion:
+        return self._clock.state
+
     def _end_transaction(self) -> None:
         self._write_mutex.release()
 
@@ -189,15 +215,104 @@ class Database:
             if not writes:
                 return
             csn = self._clock.next_csn()
-            ticket = writer.submit(_wal_batch(writes, csn))
-            self._memtable.apply(csn, writes, self._clock.horizon())
+            batch = _wal_batch(writes, csn)
+            # Versions first, then the WAL queue: once queued, another committer's
+            # group may publish this CSN, and by then every version must be in place.
+            # (If submit fails the writer has failed: nothing is published any more.)
+            active = self._clock.state.active
+            active.apply(csn, writes, self._clock.horizon())
+            ticket = writer.submit(batch)
             self._commits_since_sweep += 1
             if self._commits_since_sweep >= SWEEP_EVERY:
                 self._commits_since_sweep = 0
-                self._memtable.sweep(self._clock.horizon())
+                active.sweep(self._clock.horizon())
+            if active.value_bytes >= self.options.max_dirty_bytes or \
+                    writer.counters.bytes_written - self._wal_bytes_at_checkpoint \
+                    >= self.options.checkpoint_wal_bytes:
+                self._checkpoint_wanted.set()
         finally:
             self._write_mutex.release()
         writer.wait(ticket)
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Write the changes since the last checkpoint into the data file.
+
+        Afterwards opening replays no WAL written before this call, and the WAL
+        segments before it are deleted. Writers wait only for the moment the
+        in-memory versions are frozen; readers never wait. Returns what was written.
+        """
+        self._check_open()
+        if self._writer is None:
+            raise ReadOnlyError(f"{self.path} is open read-only: it cannot checkpoint")
+        return self._checkpoint()
+
+    def _checkpoint(self) -> dict[str, Any]:
+        writer = self._writer
+        checkpointer = self._checkpointer
+        assert writer is not None and checkpointer is not None
+        with self._checkpoint_lock:
+            started = time.perf_counter()
+            self._write_mutex.acquire()
+            try:
+                writer.flush()
+                version = self._clock.state
+                frozen = version.active
+                if len(frozen) == 0 and not version.frozen:
+                    return {"entries": 0, "skipped": True}
+                csn = self._clock.assigned
+                lsn = writer.position.next_lsn - 1
+                cut = writer.roll()
+                self._wal_bytes_at_checkpoint = writer.counters.bytes_written
+                # Memtables frozen by a checkpoint that failed are written by this one.
+                frozen_all = (frozen, *version.frozen)
+                self._clock.install(StoreVersion(Memtable(), frozen_all, version.runs,
+                                                 version.checkpoint_id))
+            finally:
+                self._write_mutex.release()
+            oldest = min((v.checkpoint_id for v in self._clock.live_states()),
+                         default=checkpointer.meta.checkpoint_id)
+            result = checkpointer.write(frozen_all, version.runs, lsn, csn, oldest)
+            current = self._clock.state
+            self._clock.install(StoreVersion(
+                current.active, tuple(m for m in current.frozen if m not in frozen_all),
+                result.runs, result.meta.checkpoint_id))
+            removed = writer.remove_segments_before(cut)
+            self.last_checkpoint = {
+                "checkpoint_id": result.meta.checkpoint_id, "lsn": lsn, "csn": csn,
+                "entries": result.entries, "run_bytes": result.run_bytes,
+                "merged_runs": result.merged_runs, "runs": len(result.runs),
+                "wal_segments_removed": removed,
+                "seconds": time.perf_counter() - started,
+            }
+            log.info("checkpoint %d: %d entries, %d bytes, %d runs merged, %.3f s",
+                     result.meta.checkpoint_id, result.entries, result.run_bytes,
+                     result.merged_runs, self.last_checkpoint["seconds"])
+            return dict(self.last_checkpoint)
+
+    def _checkpoint_when_wanted(self) -> None:
+        while True:
+            self._checkpoint_wanted.wait()
+            if self._closed:
+                return
+            self._checkpoint_wanted.clear()
+            try:
+                self._checkpoint()
+            except Exception as e:
+                log.error("automatic checkpoint failed: %s", e)
+                self.last_checkpoint = {"error": str(e)}
+
+    def verify(self) -> dict[str, int]:
+        """Check every page of the checkpoint against its CRC and every run's structure.
+
+        Raises :class:`CorruptionError` naming the file and offset of the first damage;
+        returns what was checked. (The WAL was checked by recovery at open.)
+        """
+        self._check_open()
+        runs = self._clock.state.runs
+        return {"runs": len(runs), "run_pages": sum(r.extent.count for r in runs),
+                "run_entries": sum(len(r) for r in runs)}
 
     # -- the rest ------------------------------------------------------------------
 
@@ -208,10 +323,13 @@ class Database:
             "readonly": self.options.readonly,
             "durability": self.options.durability,
             "page_size": self._meta.page_size,
-            "checkpoint_id": self._meta.checkpoint_id,
+            "checkpoint_id": self._checkpointer.meta.checkpoint_id
+            if self._checkpointer else self._meta.checkpoint_id,
             "published_csn": self._clock.published,
             "live_snapshots": self._clock.live_snapshots,
-            "kv_keys_in_memory": len(self._memtable),
+            "kv_keys_in_memory": sum(len(m) for m in self._clock.state.memtables()),
+            "kv_runs": len(self._clock.state.runs),
+            "last_checkpoint": dict(self.last_checkpoint),
             "recovery_mode": self.recovery.mode,
             "recovery_records": self.recovery.records,
             "recovery_transactions": self.replayed_transactions,
@@ -219,6 +337,10 @@ class Database:
             "recovery_seconds": self.recovery.seconds,
             "recovery_dropped": list(self.recovery.dropped),
         }
+        if self._checkpointer is not None:
+            allocator = self._checkpointer.allocator
+            stats["data_pages_used"] = allocator.end
+            stats["data_pages_free"] = allocator.free_pages
         if self._writer is not None:
             c = self._writer.counters
             position = self._writer.position
@@ -238,15 +360,29 @@ class Database:
         """
         if self._closed:
             return
-        with self._write_mutex:
-            self._closed = True
-        self._release()
+        try:
+            if self._writer is not None and self.options.checkpoint_on_close and \
+                    len(self._clock.state.active):
+                try:
+                    self._checkpoint()
+                except (Error, OSError) as e:
+                    log.warning("checkpoint at close failed (the WAL keeps every commit): %s",
+                                e)
+        finally:
+            with self._write_mutex:
+                self._closed = True
+            self._checkpoint_wanted.set()
+            if self._checkpoint_thread is not None:
+                self._checkpoint_thread.join()
+            self._release()
 
     def _release(self) -> None:
         try:
             if self._writer is not None:
                 self._writer.close()
         finally:
+            if self._checkpointer is not None and self._checkpointer.pages is not None:
+                self._checkpointer.pages.close()
             if self._lock is not None:
                 self._lock.release()
 

@@ -26,6 +26,12 @@ class Options:
     lock_timeout: float = 0.0
     max_key_size: int = 1024
     max_value_size: int = 16 << 20
+    max_dirty_bytes: int = 256 << 20
+    """Bytes of keys and values changed since the last checkpoint that trigger one."""
+    checkpoint_wal_bytes: int = 256 << 20
+    """Bytes of WAL written since the last checkpoint that trigger one."""
+    checkpoint_on_close: bool = True
+    """Checkpoint in ``close()`` so the next open replays nothing."""
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITY_MODES:
@@ -42,6 +48,8 @@ class Options:
         self._positive("wal_sync_interval_ms", self.wal_sync_interval_ms)
         self._positive("max_key_size", self.max_key_size)
         self._positive("max_value_size", self.max_value_size)
+        self._positive("max_dirty_bytes", self.max_dirty_bytes)
+        self._positive("checkpoint_wal_bytes", self.checkpoint_wal_bytes)
         if self.wal_segment_size < (1 << 20):
             raise ConfigError(f"wal_segment_size must be at least 1 MiB; got "
                               f"{self.wal_segment_size!r}")

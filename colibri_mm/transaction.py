@@ -26,9 +26,9 @@ class Snapshot:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._id, self.csn = db._clock.open_snapshot()
+        self._id, self.csn, version = db._clock.open_snapshot()
         self._open = True
-        self.kv = KvSnapshotView(db._memtable, self.csn, db.options, self._check_open)
+        self.kv = KvSnapshotView(version, self.csn, db.options, self._check_open)
 
     def _check_open(self) -> None:
         if not self._open:
@@ -59,7 +59,7 @@ class Transaction:
         self._db = db
         self._writes: dict[bytes, bytes | None] = {}
         self._active = True
-        self.kv = KvTransactionView(db._memtable, self._writes, db.options,
+        self.kv = KvTransactionView(db._current_version, self._writes, db.options,
                                     self._check_active)
 
     def _check_active(self) -> None:

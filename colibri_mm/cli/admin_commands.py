@@ -100,10 +100,11 @@ def run_check(args: argparse.Namespace) -> int:
     """``coldb check [--json]``."""
     try:
         db = open_database(args, readonly=True, recovery="absolute")
+        with db:
+            report = _recovery_report(db)
+            report.update(db.verify())
     except CorruptionError as e:
         raise CommandError(f"check failed: {e}", CHECK_FAILED) from None
-    with db:
-        report = _recovery_report(db)
     _print_report(report, "check passed", args.json)
     return OK
 

@@ -17,7 +17,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 
+import numpy as np
+import numpy.typing as npt
 from sortedcontainers import SortedList
+
+from ..kernels.merge import Entries
+from .records import DELETE, PUT
 
 Version = tuple[int, bytes | None]
 SCAN_CHUNK = 256
@@ -120,6 +125,28 @@ class Memtable:
                 return
             lower = chunk[-1]
             inclusive = False
+
+
+def newest_entries(memtable: Memtable) -> Entries:
+    """The newest version of every key, sorted, as run entries (deletes as markers).
+
+    Only for a memtable no longer written to (frozen by a checkpoint).
+    """
+    keys = list(memtable.keys_in_order(None, None))
+    newest = [memtable.latest(k) for k in keys]
+    values = [v[1] if v is not None else None for v in newest]
+    kinds = np.fromiter((PUT if v is not None else DELETE for v in values), np.uint8,
+                        len(keys))
+    return Entries(kinds, _offsets([len(k) for k in keys]),
+                   np.frombuffer(b"".join(keys), np.uint8),
+                   _offsets([len(v) if v is not None else 0 for v in values]),
+                   np.frombuffer(b"".join(v for v in values if v is not None), np.uint8))
+
+
+def _offsets(lengths: list[int]) -> npt.NDArray[np.int64]:
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
 
 
 def _trim(versions: tuple[Version, ...], horizon: int) -> tuple[Version, ...]:

@@ -1,8 +1,9 @@
 """The ``.kv`` views: what ``snap.kv``, ``tx.kv`` and ``db.kv`` offer.
 
-- :class:`KvSnapshotView` reads at one snapshot's CSN.
+- :class:`KvSnapshotView` reads one :class:`~colibri_mm.kv.store.StoreVersion` at
+  one snapshot's CSN.
 - :class:`KvTransactionView` reads the writer's view (its own uncommitted writes
-  first, then the newest committed versions) and buffers writes in the
+  first, then the newest committed entries) and buffers writes in the
   transaction's write set.
 - ``db.kv`` (in ``colibri_mm.database``) wraps each call in its own snapshot or
   transaction.
@@ -11,11 +12,11 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .keys import as_bytes, scan_bounds
-from .memtable import Memtable
+from .store import StoreVersion
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -24,9 +25,9 @@ if TYPE_CHECKING:
 class KvSnapshotView:
     """Read-only key/value access at a fixed CSN."""
 
-    def __init__(self, memtable: Memtable, csn: int, options: Options,
-                 check_open: Any) -> None:
-        self._memtable = memtable
+    def __init__(self, version: StoreVersion, csn: int, options: Options,
+                 check_open: Callable[[], None]) -> None:
+        self._version = version
         self._csn = csn
         self._options = options
         self._check_open = check_open
@@ -34,27 +35,22 @@ class KvSnapshotView:
     def get(self, key: Any) -> bytes | None:
         """The value of ``key`` in this snapshot, or None."""
         self._check_open()
-        version = self._memtable.visible(as_bytes(key, "key", self._options.max_key_size),
-                                         self._csn)
-        return None if version is None else version[1]
+        return self._version.get(as_bytes(key, "key", self._options.max_key_size), self._csn)
 
     def scan(self, start: Any = None, end: Any = None,
              prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` pairs with ``start <= key < end`` (and ``prefix``), in byte order."""
         self._check_open()
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
-        for key in self._memtable.keys_in_order(low, high):
-            version = self._memtable.visible(key, self._csn)
-            if version is not None and version[1] is not None:
-                yield key, version[1]
+        yield from self._version.scan(low, high, self._csn)
 
 
 class KvTransactionView:
     """Key/value access inside a write transaction."""
 
-    def __init__(self, memtable: Memtable, writes: dict[bytes, bytes | None],
-                 options: Options, check_writable: Any) -> None:
-        self._memtable = memtable
+    def __init__(self, current: Callable[[], StoreVersion], writes: dict[bytes, bytes | None],
+                 options: Options, check_writable: Callable[[], None]) -> None:
+        self._current = current
         self._writes = writes
         self._options = options
         self._check_writable = check_writable
@@ -68,8 +64,7 @@ class KvTransactionView:
         k = self._key(key)
         if k in self._writes:
             return self._writes[k]
-        version = self._memtable.latest(k)
-        return None if version is None else version[1]
+        return self._current().get(k, None)
 
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value``."""
@@ -106,20 +101,11 @@ class KvTransactionView:
         """Ordered pairs as this transaction sees them (its own writes included)."""
         self._check_writable()
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
-        own = sorted(k for k in self._writes
+        own = sorted((k, v) for k, v in self._writes.items()
                      if (low is None or k >= low) and (high is None or k < high))
-        previous = None
-        for key in heapq.merge(own, self._memtable.keys_in_order(low, high)):
-            if key == previous:
-                continue
-            previous = key
-            if key in self._writes:
-                value = self._writes[key]
-            else:
-                version = self._memtable.latest(key)
-                value = None if version is None else version[1]
-            if value is not None:
-                yield key, value
+        committed = ((k, v) for k, v in self._current().scan(low, high, None)
+                     if k not in self._writes)
+        yield from heapq.merge(((k, v) for k, v in own if v is not None), committed)
 
 
 def _as_list(items: Any, what: str) -> Sequence[Any]:

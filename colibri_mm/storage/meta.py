@@ -123,3 +123,13 @@ def read_meta(fs: FileSystem, directory: Path) -> tuple[Meta, int]:
             f"{directory} has format {format_version_text(meta.read_version)}; this "
             f"engine reads up to {format_version_text(READ_VERSION)}: upgrade colibri-mm")
     return meta, index
+
+
+def write_meta_slot(fs: FileSystem, directory: Path, slot: int, meta: Meta) -> None:
+    """Overwrite slot ``slot`` with ``meta`` and sync: the checkpoint's commit point."""
+    file = fs.open(directory / META_NAME)
+    try:
+        file.pwrite(meta.encode(), SLOT_OFFSETS[slot])
+        file.sync()
+    finally:
+        file.close()

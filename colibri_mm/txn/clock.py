@@ -5,23 +5,32 @@ reached the level its durability mode promises (DESIGN.md principle 4); a snapsh
 reads at the published CSN of the moment it starts. The registry of live snapshots
 gives the *horizon*: the oldest CSN anyone may still read at, below which old
 versions can be dropped.
+
+The clock also holds the current *state* (for the key/value store, the set of
+sources to read), so that a snapshot takes its CSN and the state in one step: a
+state installed after a CSN was published never pairs with an older CSN.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+from typing import Generic, TypeVar
+
+State = TypeVar("State")
 
 
-class CommitClock:
-    """Assigned and published CSNs, and the snapshots reading at them."""
+class CommitClock(Generic[State]):
+    """Assigned and published CSNs, the current state, and the live snapshots."""
 
-    def __init__(self, last_csn: int) -> None:
+    def __init__(self, last_csn: int, state: State) -> None:
         self.assigned = last_csn
         """Highest CSN handed to a commit (published or not)."""
         self.published = last_csn
         """Highest CSN readers may see."""
-        self._snapshots: dict[int, int] = {}
+        self.state = state
+        """What readers read (replaced with :meth:`install`, never mutated)."""
+        self._snapshots: dict[int, tuple[int, State]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -36,12 +45,17 @@ class CommitClock:
             if csn > self.published:
                 self.published = csn
 
-    def open_snapshot(self) -> tuple[int, int]:
-        """Register a snapshot at the published CSN; returns (snapshot id, csn)."""
+    def install(self, state: State) -> None:
+        """Make ``state`` what new snapshots read."""
+        with self._lock:
+            self.state = state
+
+    def open_snapshot(self) -> tuple[int, int, State]:
+        """Register a snapshot at the published CSN; returns (id, csn, state)."""
         with self._lock:
             snapshot_id = next(self._ids)
-            self._snapshots[snapshot_id] = self.published
-            return snapshot_id, self.published
+            self._snapshots[snapshot_id] = (self.published, self.state)
+            return snapshot_id, self.published, self.state
 
     def close_snapshot(self, snapshot_id: int) -> None:
         """Forget a snapshot (idempotent)."""
@@ -51,7 +65,12 @@ class CommitClock:
     def horizon(self) -> int:
         """Oldest CSN a live snapshot reads at (the published CSN if none is live)."""
         with self._lock:
-            return min(self._snapshots.values(), default=self.published)
+            return min((csn for csn, _ in self._snapshots.values()), default=self.published)
+
+    def live_states(self) -> list[State]:
+        """The states pinned by live snapshots."""
+        with self._lock:
+            return [state for _, state in self._snapshots.values()]
 
     @property
     def live_snapshots(self) -> int:

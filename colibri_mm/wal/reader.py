@@ -141,6 +141,12 @@ class WalReader:
                 return _SegmentScan(None, 0, True)
             raise
         self._check_header(header, number, expected_lsn, path)
+        if expected_lsn is None and header.first_lsn > after_lsn + 1 and \
+                self._mode != "skip_corrupted":
+            raise CorruptionError(
+                f"WAL records {after_lsn + 1}..{header.first_lsn - 1} are missing: the WAL "
+                f"starts at LSN {header.first_lsn} but the checkpoint in use ends at LSN "
+                f"{after_lsn} (a damaged newest meta slot?)", path=str(path), offset=24)
         self._next_lsn = header.first_lsn
         body = memoryview(data)[RECORDS_OFFSET:]
         position = 0

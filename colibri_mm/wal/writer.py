@@ -35,7 +35,7 @@ import numpy.typing as npt
 from ..errors import ClosedError, DurabilityError
 from ..kernels import walcodec
 from ..storage.files import File, FileSystem
-from .segment import RECORDS_OFFSET, SegmentHeader, segment_path
+from .segment import RECORDS_OFFSET, SegmentHeader, segment_numbers, segment_path
 
 DURABILITY_MODES = ("full", "normal", "off")
 
@@ -170,14 +170,18 @@ class WalWriter:
                 self._leading = True
                 group, self._queue = self._queue, []
         if not ticket.done:
-            try:
-                self._write_group(group)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+            self._lead(group)
         if ticket.error is not None:
             raise ticket.error
+
+    def _lead(self, group: list[WalTicket]) -> None:
+        """Write ``group`` as the leader, then hand leadership back and wake waiters."""
+        try:
+            self._write_group(group)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
 
     def _write_group(self, group: list[WalTicket]) -> None:
         failure = self._failure
@@ -263,6 +267,39 @@ class WalWriter:
                         self._sync_locked()
                     except OSError as e:
                         self._failure = DurabilityError(f"syncing the WAL failed: {e}")
+
+    def flush(self) -> None:
+        """Write every queued batch and sync (called with no commit able to queue more)."""
+        while True:
+            with self._cond:
+                if self._failure is not None:
+                    self._check_usable()
+                if not self._queue and not self._leading:
+                    break
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                group, self._queue = self._queue, []
+            self._lead(group)
+        self.sync()
+
+    def roll(self) -> int:
+        """Start a new segment now; returns its number (for a checkpoint's cut)."""
+        with self._io_lock:
+            self._roll()
+            return self._position.segment
+
+    def remove_segments_before(self, segment: int) -> int:
+        """Delete the segment files numbered below ``segment``; returns how many."""
+        removed = 0
+        for number in segment_numbers(self._fs.listdir(self._wal_dir)):
+            if number < segment:
+                self._fs.remove(segment_path(self._wal_dir, number))
+                removed += 1
+        if removed:
+            self._fs.sync_dir(self._wal_dir)
+        return removed
 
     def sync(self) -> None:
         """Make everything written so far durable (any mode)."""

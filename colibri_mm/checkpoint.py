@@ -1,0 +1,157 @@
+"""Checkpoints: turning the versions in memory into sorted runs in the data file.
+
+A checkpoint writes, copy-on-write into free pages (never over a page the current
+checkpoint refers to): a new sorted run of the frozen memtable (merged with the
+newest existing runs when they are not much larger, so there are few runs), then a
+new catalog listing the runs, the page CRCs and the free extents. It syncs the data
+file, and only then writes the *other* meta slot and syncs it: that write is the
+commit point. A crash before it leaves the previous checkpoint intact (its pages
+were not touched); a crash after it finds the new one. The WAL segments before the
+cut can then be removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .kernels.checksum import crc32c_pages
+from .kernels.merge import Entries, merge
+from .kv.memtable import Memtable, newest_entries
+from .kv.records import DELETE
+from .kv.run import Run, encode_run
+from .storage.allocator import Allocator
+from .storage.catalog import Catalog, ExtentRef, catalog_pages, read_catalog
+from .storage.files import FileSystem
+from .storage.meta import Meta, write_meta_slot
+from .storage.pagefile import PageFile
+
+MERGE_RATIO = 4
+"""A new run is merged into the newest old run when ``MERGE_RATIO`` times its size
+reaches that run's size (so run sizes grow geometrically and reads visit few runs)."""
+MAX_RUNS = 8
+"""Never keep more runs than this: merge regardless of sizes."""
+
+_EMPTY = Entries(np.empty(0, np.uint8), np.zeros(1, np.int64), np.empty(0, np.uint8),
+                 np.zeros(1, np.int64), np.empty(0, np.uint8))
+
+
+@dataclass
+class CheckpointResult:
+    """What a checkpoint wrote."""
+
+    meta: Meta
+    runs: tuple[Run, ...]
+    entries: int
+    run_bytes: int
+    merged_runs: int
+
+
+class Checkpointer:
+    """Owns the data file, the allocator and the current catalog of one database."""
+
+    def __init__(self, fs: FileSystem, directory: Path, meta: Meta, meta_slot: int,
+                 pages: PageFile | None) -> None:
+        self._fs = fs
+        self._directory = directory
+        self.meta = meta
+        self._slot = meta_slot
+        self.pages = pages
+        self._catalog_extent: tuple[int, int] | None = None
+        catalog = Catalog(1, (), ())
+        if meta.catalog_root and pages is not None:
+            catalog = read_catalog(pages, meta.catalog_root)
+            size = len(catalog.encode())
+            self._catalog_extent = (meta.catalog_root, catalog_pages(size, pages.page_size))
+        self.catalog = catalog
+        self.allocator = Allocator(catalog.end, list(catalog.free))
+
+    def runs(self) -> tuple[Run, ...]:
+        """The current checkpoint's runs, newest first (checked lazily on first read)."""
+        if self.pages is None:
+            return ()
+        return tuple(Run(self.pages, ref) for ref in self.catalog.runs)
+
+    def write(self, frozen: tuple[Memtable, ...], runs: tuple[Run, ...], lsn: int, csn: int,
+              oldest_visible: int) -> CheckpointResult:
+        """Write a checkpoint of ``runs`` plus the ``frozen`` memtables (newest first) at
+        ``lsn``/``csn`` (see the module docstring). If it fails, nothing changes: the
+        allocator is put back and the previous checkpoint stays current."""
+        saved = (self.allocator.end, list(self.allocator.free))
+        try:
+            return self._write(frozen, runs, lsn, csn, oldest_visible)
+        except BaseException:
+            self.allocator.end, self.allocator.free = saved
+            raise
+
+    def _write(self, frozen: tuple[Memtable, ...], runs: tuple[Run, ...], lsn: int, csn: int,
+               oldest_visible: int) -> CheckpointResult:
+        pages = self.pages
+        assert pages is not None
+        new_id = self.meta.checkpoint_id + 1
+        entries = newest_entries(frozen[0])
+        for older_memtable in frozen[1:]:
+            entries = merge(entries, newest_entries(older_memtable), delete_kind=DELETE,
+                            drop_deletes=False)
+        remaining = list(runs)
+        merged_away: list[Run] = []
+        while remaining and (_bytes(entries) * MERGE_RATIO >= remaining[0].size
+                             or len(remaining) >= MAX_RUNS):
+            older = remaining.pop(0)
+            entries = merge(entries, older.arrays(), delete_kind=DELETE,
+                            drop_deletes=not remaining)
+            merged_away.append(older)
+        if not remaining and np.any(entries.kinds == DELETE):
+            entries = merge(entries, _EMPTY, delete_kind=DELETE, drop_deletes=True)
+        new_runs: list[Run] = []
+        run_bytes = 0
+        if entries.kinds.size:
+            image = encode_run(entries, pages.page_size)
+            count = image.size // pages.page_size
+            first = self.allocator.allocate(count, oldest_visible)
+            pages.reserve(first + count)
+            pages.write(first, image)
+            ref = ExtentRef(first, count, crc32c_pages(image, pages.page_size))
+            new_runs.append(Run(pages, ref, verified=True))
+            run_bytes = image.size
+        for old in merged_away:
+            self.allocator.release(old.extent.first, old.extent.count, new_id)
+        if self._catalog_extent is not None:
+            self.allocator.release(*self._catalog_extent, new_id)
+        all_runs = (*new_runs, *remaining)
+        catalog, catalog_first, catalog_count = self._write_catalog(all_runs)
+        pages.sync()
+        meta = replace(self.meta, checkpoint_id=new_id, checkpoint_lsn=lsn,
+                       checkpoint_csn=csn, catalog_root=catalog_first)
+        other = 1 - self._slot
+        write_meta_slot(self._fs, self._directory, other, meta)
+        self._slot = other
+        self.meta = meta
+        self.catalog = catalog
+        self._catalog_extent = (catalog_first, catalog_count)
+        return CheckpointResult(meta, all_runs, int(entries.kinds.size), run_bytes,
+                                len(merged_away))
+
+    def _write_catalog(self, runs: tuple[Run, ...]) -> tuple[Catalog, int, int]:
+        """Write the catalog at the end of the file (never into a free extent, so the
+        free list it records does not depend on where it goes)."""
+        pages = self.pages
+        assert pages is not None
+        refs = tuple(run.extent for run in runs)
+        draft = Catalog(0, refs, tuple(self.allocator.free))
+        count = catalog_pages(len(draft.encode()), pages.page_size)
+        first = self.allocator.end
+        self.allocator.end += count
+        catalog = replace(draft, end=self.allocator.end)
+        data = catalog.encode()
+        image = np.zeros(count * pages.page_size, np.uint8)
+        image[: len(data)] = np.frombuffer(data, np.uint8)
+        pages.reserve(first + count)
+        pages.write(first, image)
+        return catalog, first, count
+
+
+def _bytes(entries: Entries) -> int:
+    return int(entries.key_offsets[-1] + entries.value_offsets[-1]) + 17 * entries.kinds.size

@@ -1,0 +1,148 @@
+"""Sorted runs: the checkpointed part of the key/value store.
+
+A run is one extent of pages holding entries with distinct keys in byte order, each
+a put (with its value) or a delete marker hiding older runs. Its sections are
+Arrow-style arrays, so every column of a run is one contiguous numpy view of the
+mapped data file (no copy). Layout: ``docs/FORMAT.md`` section 7.
+
+A run's pages are checked against the CRCs in the catalog the first time the run is
+read after opening (one batched kernel call), not at open: opening costs the same
+whatever the size of the store.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import CorruptionError
+from ..kernels.checksum import crc32c_pages
+from ..kernels.merge import Entries
+from ..kernels.search import SortedByteKeys
+from ..storage.catalog import ExtentRef
+from ..storage.pagefile import PageFile
+
+MAGIC = b"COLIRUN\x00"
+_HEADER = struct.Struct("<8sQQQ")
+HEADER_BYTES = 64
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _layout(n: int, key_bytes: int, value_bytes: int) -> tuple[int, int, int, int, int, int]:
+    """Byte offsets of (kinds, key_offsets, value_offsets, key_data, value_data, end)."""
+    kinds = HEADER_BYTES
+    key_offsets = _align8(kinds + n)
+    value_offsets = key_offsets + 8 * (n + 1)
+    key_data = value_offsets + 8 * (n + 1)
+    value_data = _align8(key_data + key_bytes)
+    return kinds, key_offsets, value_offsets, key_data, value_data, value_data + value_bytes
+
+
+def encode_run(entries: Entries, page_size: int) -> npt.NDArray[np.uint8]:
+    """The pages of a run holding ``entries``."""
+    n = entries.kinds.size
+    key_bytes = int(entries.key_offsets[-1])
+    value_bytes = int(entries.value_offsets[-1])
+    kinds, ko, vo, kd, vd, end = _layout(n, key_bytes, value_bytes)
+    image = np.zeros(-(-end // page_size) * page_size, np.uint8)
+    image[:_HEADER.size] = np.frombuffer(_HEADER.pack(MAGIC, n, key_bytes, value_bytes),
+                                         np.uint8)
+    image[kinds : kinds + n] = entries.kinds
+    image[ko : ko + 8 * (n + 1)] = entries.key_offsets.astype("<i8").view(np.uint8)
+    image[vo : vo + 8 * (n + 1)] = entries.value_offsets.astype("<i8").view(np.uint8)
+    image[kd : kd + key_bytes] = entries.key_data[:key_bytes]
+    image[vd : vd + value_bytes] = entries.value_data[:value_bytes]
+    return image
+
+
+class Run:
+    """A sorted run read from the mapped data file."""
+
+    def __init__(self, pages: PageFile, extent: ExtentRef, verified: bool = False) -> None:
+        self.extent = extent
+        self._pages = pages
+        self._lock = threading.Lock()
+        self._ready = False
+        self._verified = verified
+        self.entries: Entries
+        self._keys: SortedByteKeys
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk."""
+        return self.extent.count * self._pages.page_size
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            extent = self.extent
+            view = self._pages.view(extent.first, extent.count)
+            where = f"{self._pages.path}"
+            if not self._verified:
+                crcs = crc32c_pages(view, self._pages.page_size)
+                bad = np.flatnonzero(crcs != extent.page_crcs)
+                if bad.size:
+                    page = extent.first + int(bad[0])
+                    raise CorruptionError(f"data page {page} of a sorted run fails its "
+                                          "checksum", path=where,
+                                          offset=page * self._pages.page_size)
+            magic, n, key_bytes, value_bytes = _HEADER.unpack(view[: _HEADER.size].tobytes())
+            kinds, ko, vo, kd, vd, end = _layout(n, key_bytes, value_bytes)
+            if magic != MAGIC or end > view.size:
+                raise CorruptionError("sorted run has a bad header", path=where,
+                                      offset=extent.first * self._pages.page_size)
+            entries = Entries(view[kinds : kinds + n],
+                              view[ko : ko + 8 * (n + 1)].view("<i8"),
+                              view[kd : kd + key_bytes],
+                              view[vo : vo + 8 * (n + 1)].view("<i8"),
+                              view[vd : vd + value_bytes])
+            try:
+                self._keys = SortedByteKeys(entries.key_offsets, entries.key_data)
+                SortedByteKeys(entries.value_offsets, entries.value_data)
+            except (ValueError, TypeError) as e:
+                raise CorruptionError(f"sorted run has inconsistent offsets ({e})",
+                                      path=where,
+                                      offset=extent.first * self._pages.page_size) from None
+            self.entries = entries
+            self._ready = True
+
+    def arrays(self) -> Entries:
+        """The run's columns as zero-copy views."""
+        if not self._ready:
+            self._open()
+        return self.entries
+
+    def get(self, key: bytes) -> tuple[int, bytes] | None:
+        """(kind, value) of ``key`` in this run, or None if the run lacks it."""
+        if not self._ready:
+            self._open()
+        i = self._keys.find(key)
+        if i < 0:
+            return None
+        e = self.entries
+        return int(e.kinds[i]), e.value_data[e.value_offsets[i] : e.value_offsets[i + 1]].tobytes()
+
+    def items(self, start: bytes | None, end: bytes | None) -> Iterator[tuple[bytes, int, bytes]]:
+        """(key, kind, value) of entries with ``start <= key < end``, in order."""
+        if not self._ready:
+            self._open()
+        e = self.entries
+        i = 0 if start is None else self._keys.search(start)
+        stop = len(self._keys) if end is None else self._keys.search(end)
+        ko, kd, vo, vd = e.key_offsets, e.key_data, e.value_offsets, e.value_data
+        for j in range(i, stop):
+            yield (kd[ko[j] : ko[j + 1]].tobytes(), int(e.kinds[j]),
+                   vd[vo[j] : vo[j + 1]].tobytes())
+
+    def __len__(self) -> int:
+        if not self._ready:
+            self._open()
+        return int(self.entries.kinds.size)

@@ -1,0 +1,51 @@
+"""Allocation of extents (runs of contiguous pages) in the data file.
+
+Pages are handed out first-fit from free extents, else from the end of the file.
+An extent released by checkpoint ``K`` (the first checkpoint whose catalog no longer
+refers to it) may be reused only once no reader can still be looking at a checkpoint
+older than ``K``: the caller passes that bound as ``oldest_visible``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FreeExtent:
+    """``count`` free pages from ``first``, released by checkpoint ``released_by``."""
+
+    first: int
+    count: int
+    released_by: int
+
+
+class Allocator:
+    """Free extents and the end of the allocated part of the data file."""
+
+    def __init__(self, end: int, free: list[FreeExtent]) -> None:
+        self.end = max(end, 1)
+        """First page never allocated (page 0 is reserved)."""
+        self.free = sorted(free, key=lambda e: e.first)
+
+    def allocate(self, count: int, oldest_visible: int) -> int:
+        """First page of ``count`` contiguous pages no reader can still see."""
+        for i, extent in enumerate(self.free):
+            if extent.count >= count and extent.released_by <= oldest_visible:
+                rest = FreeExtent(extent.first + count, extent.count - count,
+                                  extent.released_by)
+                self.free[i : i + 1] = [rest] if rest.count else []
+                return extent.first
+        first = self.end
+        self.end += count
+        return first
+
+    def release(self, first: int, count: int, released_by: int) -> None:
+        """Return an extent that checkpoint ``released_by`` no longer refers to."""
+        self.free.append(FreeExtent(first, count, released_by))
+        self.free.sort(key=lambda e: e.first)
+
+    @property
+    def free_pages(self) -> int:
+        """Pages in free extents."""
+        return sum(e.count for e in self.free)

@@ -1,0 +1,100 @@
+"""The catalog: what a checkpoint consists of, written copy-on-write into pages.
+
+It lists the extents holding data (each with the CRC-32C of every one of its pages:
+checksums live with the reference, ZFS-style, so data pages stay contiguous), the
+free extents, and the end of the allocated pages. The meta slot points at its first
+page. Byte layout: ``docs/FORMAT.md`` section 6.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import CorruptionError
+from ..kernels.checksum import crc32c, mask
+from .allocator import FreeExtent
+from .pagefile import PageFile
+
+MAGIC = b"COLICAT\x00"
+VERSION = 1
+_HEADER = struct.Struct("<8sIIQQII")
+_EXTENT = struct.Struct("<QQ")
+_FREE = struct.Struct("<QQQ")
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class ExtentRef:
+    """An extent of data pages and the CRC-32C of each page."""
+
+    first: int
+    count: int
+    page_crcs: npt.NDArray[np.uint32]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Contents of one checkpoint."""
+
+    end: int
+    runs: tuple[ExtentRef, ...]
+    """Extents of the key/value store's sorted runs, newest first."""
+    free: tuple[FreeExtent, ...]
+
+    def encode(self) -> bytes:
+        """The catalog's bytes, CRC included."""
+        parts = []
+        for run in self.runs:
+            parts.append(_EXTENT.pack(run.first, run.count))
+            parts.append(run.page_crcs.astype("<u4").tobytes())
+        parts.extend(_FREE.pack(f.first, f.count, f.released_by) for f in self.free)
+        body = b"".join(parts)
+        length = _HEADER.size + len(body) + _CRC.size
+        head = _HEADER.pack(MAGIC, VERSION, 0, length, self.end, len(self.runs),
+                            len(self.free))
+        return head + body + _CRC.pack(mask(crc32c(head + body)))
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> Catalog:
+        """Parse and verify; :class:`CorruptionError` names ``where`` if damaged."""
+        if len(data) < _HEADER.size:
+            raise CorruptionError(f"catalog at {where} is truncated")
+        magic, version, _, length, end, n_runs, n_free = _HEADER.unpack_from(data)
+        if magic != MAGIC or version != VERSION or not _HEADER.size < length <= len(data):
+            raise CorruptionError(f"catalog at {where} has a bad header")
+        (stored,) = _CRC.unpack_from(data, length - _CRC.size)
+        if stored != mask(crc32c(data[: length - _CRC.size])):
+            raise CorruptionError(f"catalog at {where} fails its checksum")
+        at = _HEADER.size
+        runs = []
+        for _ in range(n_runs):
+            first, count = _EXTENT.unpack_from(data, at)
+            at += _EXTENT.size
+            crcs = np.frombuffer(data, "<u4", count, at).astype(np.uint32)
+            at += 4 * count
+            runs.append(ExtentRef(first, count, crcs))
+        free = []
+        for _ in range(n_free):
+            free.append(FreeExtent(*_FREE.unpack_from(data, at)))
+            at += _FREE.size
+        return cls(end, tuple(runs), tuple(free))
+
+
+def read_catalog(pages: PageFile, first_page: int) -> Catalog:
+    """The catalog that starts at ``first_page``."""
+    where = f"{pages.path} page {first_page}"
+    head = pages.read(first_page, 1)
+    if len(head) < _HEADER.size:
+        raise CorruptionError(f"catalog at {where} lies past the end of the data file")
+    length = _HEADER.unpack_from(head)[3]
+    count = max(1, -(-length // pages.page_size))
+    return Catalog.decode(pages.read(first_page, count), where)
+
+
+def catalog_pages(catalog_bytes: int, page_size: int) -> int:
+    """Pages a catalog of ``catalog_bytes`` occupies."""
+    return max(1, -(-catalog_bytes // page_size))
