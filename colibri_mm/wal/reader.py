@@ -78,7 +78,8 @@ class WalReader:
         """
         started = time.perf_counter()
         report = ReplayReport(self._mode)
-        numbers = segment_numbers(self._fs.listdir(self._wal_dir))
+        numbers = self._needed_segments(segment_numbers(self._fs.listdir(self._wal_dir)),
+                                        after_lsn, repair)
         position: WalPosition | None = None
         expected_lsn: int | None = None
         for index, number in enumerate(numbers):
@@ -114,6 +115,34 @@ class WalReader:
                 self._cut(path, scan.end)
         report.seconds = time.perf_counter() - started
         return report, position
+
+    def _needed_segments(self, numbers: list[int], after_lsn: int, repair: bool) -> list[int]:
+        """Drop segments wholly at or below ``after_lsn``: those a checkpoint made
+        obsolete (normally deleted; one may come back when a power cut undoes part of
+        the deletions). The segment that holds LSN ``after_lsn + 1`` is the first kept."""
+        start = 0
+        for index in range(1, len(numbers)):
+            first_lsn = self._first_lsn(numbers[index])
+            if first_lsn is None or first_lsn > after_lsn + 1:
+                break
+            start = index
+        if repair:
+            for number in numbers[:start]:
+                self._fs.remove(segment_path(self._wal_dir, number))
+        return numbers[start:]
+
+    def _first_lsn(self, number: int) -> int | None:
+        """First LSN of a segment by its header, or None if the header is unreadable."""
+        path = segment_path(self._wal_dir, number)
+        file = self._fs.open(path, writable=False)
+        try:
+            head = file.pread(RECORDS_OFFSET, 0)
+        finally:
+            file.close()
+        try:
+            return SegmentHeader.decode(head, path).first_lsn
+        except CorruptionError:
+            return None
 
     def _cut(self, path: Path, end: int) -> None:
         file = self._fs.open(path)
