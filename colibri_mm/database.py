@@ -37,8 +37,10 @@ from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_m
 from .storage.pagefile import DATA_NAME, PageFile
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
+from .txn.reader_table import ReaderTable
 from .txn.replay import COMMIT, CommittedTransaction, TransactionAssembler, encode_commit
 from .txn.writer_lock import ProcessWriteLock
+from .wal.follower import WalFollower
 from .wal.reader import ReplayReport, WalReader
 from .wal.writer import WalBatch, WalPosition, WalWriter
 
@@ -81,11 +83,25 @@ class Database:
         self._checkpoint_thread: threading.Thread | None = None
         self._wal_bytes_at_checkpoint = 0
         self.last_checkpoint: dict[str, Any] = {}
+        self._follower: WalFollower | None = None
+        self._refresh_lock = threading.Lock()
+        self._live_replay = False
+        self._cuts: dict[int, int] = {}
+        """Checkpoint id -> first WAL segment a reader of that checkpoint needs."""
         self._meta = self._open_meta(create)
-        if not options.readonly:
-            self._lock = ProcessWriteLock(file_system, path, options.lock_timeout)
+        self._readers: ReaderTable | None = None
+        try:
+            self._readers = ReaderTable(file_system, path)
+            if options.readonly:
+                self._readers.claim(0)  # protect every page until we know our checkpoint
+            else:
+                self._lock = ProcessWriteLock(file_system, path, options.lock_timeout)
+        except BaseException:
+            self._release()
+            raise
         try:
             meta, slot = read_meta(file_system, path)
+            self._meta = meta
             pages = None
             if not options.readonly or file_system.exists(path / DATA_NAME):
                 pages = PageFile(file_system, path, meta.page_size,
@@ -95,7 +111,11 @@ class Database:
                 meta.checkpoint_csn,
                 StoreVersion(Memtable(), (), self._checkpointer.runs(), meta.checkpoint_id))
             self.recovery, position = self._recover()
-            if not options.readonly:
+            if options.readonly:
+                self._follower = WalFollower(file_system, path / WAL_DIR, self._applied_lsn)
+                self._readers.announce(meta.checkpoint_id)
+                self._live_replay = True
+            else:
                 self._writer = self._start_writer(position)
                 self._checkpoint_thread = threading.Thread(
                     target=self._checkpoint_when_wanted, name="colibri-checkpoint",
@@ -133,7 +153,10 @@ class Database:
         return meta
 
     def _recover(self) -> tuple[ReplayReport, WalPosition | None]:
-        assembler = TransactionAssembler(self._replay_transaction)
+        limit = None
+        if self.options.readonly and self._readers is not None:
+            limit = self._readers.published_lsn()
+        assembler = TransactionAssembler(self._replay_transaction, limit)
         reader = WalReader(self._fs, self.path / WAL_DIR, self._meta.database_id,
                            self.options.recovery)
         report, position = reader.replay(self._meta.checkpoint_lsn, assembler.feed,
@@ -147,13 +170,16 @@ class Database:
         self._clock.assigned = max(self._clock.assigned, assembler.last_csn)
         self._clock.published = self._clock.assigned
         self.replayed_transactions = assembler.transactions
+        self._applied_lsn = assembler.last_commit_lsn or self._meta.checkpoint_lsn
         log.info("recovery (%s): %d records, %d transactions, %d bytes in %.3f s%s",
                  report.mode, report.records, assembler.transactions, report.bytes,
                  report.seconds, "; dropped: " + "; ".join(report.dropped)
                  if report.dropped else "")
         return report, position
 
-    def _replay_transaction(self, tx: CommittedTransaction) -> None:
+    def _replay_transaction(self, tx: CommittedTransaction,
+                            into: Memtable | None = None) -> None:
+        """Apply a transaction read from the WAL (at open, or when following it)."""
         changes: dict[bytes, bytes | None] = {}
         for record_type, payload in tx.records:
             if record_type != KV_CHANGES:
@@ -162,7 +188,59 @@ class Database:
             keys, values = decode_changes(payload, f"the transaction committed at LSN "
                                                    f"{tx.commit_lsn}")
             changes.update(zip(keys, values, strict=True))
-        self._clock.state.active.apply(tx.csn, changes, horizon=tx.csn)
+        horizon = self._clock.horizon() if self._live_replay else tx.csn
+        (into if into is not None else self._clock.state.active).apply(tx.csn, changes, horizon)
+
+    # -- reader processes ------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Catch up with the writer (read-only opens): a new checkpoint, then the WAL
+        tail up to the writer's published LSN."""
+        readers = self._readers
+        assert readers is not None and self._checkpointer is not None
+        with self._refresh_lock:
+            for attempt in range(8):
+                meta, slot = read_meta(self._fs, self.path)
+                try:
+                    # A meta slot being rewritten reads as invalid, so read_meta may
+                    # return the older slot: never move back to an older checkpoint.
+                    if meta.checkpoint_id > self._checkpointer.meta.checkpoint_id:
+                        self._reload(meta, slot)
+                    else:
+                        self._follow()
+                    break
+                except CorruptionError:
+                    # The writer checkpointed meanwhile and removed what we followed.
+                    if attempt == 7 or read_meta(self._fs, self.path)[0] == meta:
+                        raise
+            pinned = [v.checkpoint_id for v in self._clock.live_states()]
+            readers.announce(min([*pinned, self._clock.state.checkpoint_id]))
+
+    def _follow(self) -> None:
+        assert self._readers is not None and self._follower is not None
+        assembler = TransactionAssembler(self._replay_transaction)
+        self._follower.poll(assembler, self._readers.published_lsn())
+        if assembler.transactions:
+            self._clock.assigned = max(self._clock.assigned, assembler.last_csn)
+            self._clock.publish(self._clock.assigned)
+
+    def _reload(self, meta: Meta, slot: int) -> None:
+        """Switch to a newer checkpoint the writer made."""
+        assert self._readers is not None and self._checkpointer is not None
+        pages = self._checkpointer.pages
+        if pages is None and self._fs.exists(self.path / DATA_NAME):
+            pages = PageFile(self._fs, self.path, meta.page_size, writable=False)
+        checkpointer = Checkpointer(self._fs, self.path, meta, slot, pages)
+        active = Memtable()
+        follower = WalFollower(self._fs, self.path / WAL_DIR, meta.checkpoint_lsn)
+        assembler = TransactionAssembler(lambda tx: self._replay_transaction(tx, active))
+        follower.poll(assembler, self._readers.published_lsn())
+        self._clock.assigned = max(self._clock.assigned, meta.checkpoint_csn,
+                                   assembler.last_csn)
+        self._clock.install(StoreVersion(active, (), checkpointer.runs(), meta.checkpoint_id))
+        self._clock.publish(self._clock.assigned)
+        self._checkpointer = checkpointer
+        self._follower = follower
 
     def _start_writer(self, position: WalPosition | None) -> WalWriter:
         if position is None:
@@ -173,7 +251,18 @@ class Database:
                          sync_interval_ms=self.options.wal_sync_interval_ms,
                          segment_size=self.options.wal_segment_size,
                          block_size=self.options.wal_block_size,
-                         publish=self._clock.publish)
+                         publish=self._publish)
+
+    def _publish(self, csn: int, lsn: int) -> None:
+        """A group reached its durability level: readers (threads, processes) see it."""
+        self._clock.publish(csn)
+        if self._lock is not None:
+            try:
+                self._lock.publish_lsn(lsn)
+            except OSError as e:
+                # The commit is durable; only reader processes lag until a later
+                # publication succeeds.
+                log.error("publishing LSN %d to reader processes failed: %s", lsn, e)
 
     # -- transactions --------------------------------------------------------------
 
@@ -197,8 +286,14 @@ class Database:
             raise ClosedError(f"the database {self.path} is closed")
 
     def snapshot(self) -> Snapshot:
-        """A consistent read-only view at the newest published commit."""
+        """A consistent read-only view at the newest published commit.
+
+        In a read-only open while another process writes, the snapshot first catches
+        up: it is no older than the last commit the writer published before this call.
+        """
         self._check_open()
+        if self._follower is not None:
+            self._refresh()
         return Snapshot(self)
 
     def _current_version(self) -> StoreVersion:
@@ -271,14 +366,19 @@ class Database:
                                                  version.checkpoint_id))
             finally:
                 self._write_mutex.release()
-            oldest = min((v.checkpoint_id for v in self._clock.live_states()),
-                         default=checkpointer.meta.checkpoint_id)
+            assert self._readers is not None
+            in_use = [v.checkpoint_id for v in self._clock.live_states()]
+            by_readers = self._readers.oldest_checkpoint()
+            if by_readers is not None:
+                in_use.append(by_readers)
+            oldest = min(in_use, default=checkpointer.meta.checkpoint_id)
             result = checkpointer.write(frozen_all, version.runs, lsn, csn, oldest)
             current = self._clock.state
             self._clock.install(StoreVersion(
                 current.active, tuple(m for m in current.frozen if m not in frozen_all),
                 result.runs, result.meta.checkpoint_id))
-            removed = writer.remove_segments_before(cut)
+            self._cuts[result.meta.checkpoint_id] = cut
+            removed = self._remove_unneeded_segments(result.meta.checkpoint_id)
             self.last_checkpoint = {
                 "checkpoint_id": result.meta.checkpoint_id, "lsn": lsn, "csn": csn,
                 "entries": result.entries, "run_bytes": result.run_bytes,
@@ -290,6 +390,18 @@ class Database:
                      result.meta.checkpoint_id, result.entries, result.run_bytes,
                      result.merged_runs, self.last_checkpoint["seconds"])
             return dict(self.last_checkpoint)
+
+    def _remove_unneeded_segments(self, newest: int) -> int:
+        """Delete WAL segments no reader process needs (each replays the WAL after the
+        checkpoint it reads); keep everything if a reader is on an unknown one."""
+        assert self._writer is not None and self._readers is not None
+        oldest = self._readers.oldest_checkpoint()
+        needed = newest if oldest is None else min(oldest, newest)
+        if needed not in self._cuts:
+            return 0
+        for old in [k for k in self._cuts if k < needed]:
+            del self._cuts[old]
+        return self._writer.remove_segments_before(self._cuts[needed])
 
     def _checkpoint_when_wanted(self) -> None:
         while True:
@@ -385,6 +497,8 @@ class Database:
                 self._checkpointer.pages.close()
             if self._lock is not None:
                 self._lock.release()
+            if self._readers is not None:
+                self._readers.close()
 
     def __enter__(self) -> Database:
         return self

@@ -90,6 +90,9 @@ class KvTransactionView:
             raise ValueError(f"put_many got {len(key_list)} keys and {len(value_list)} values")
         max_key = self._options.max_key_size
         max_value = self._options.max_value_size
+        if _all_bytes_within(key_list, max_key) and _all_bytes_within(value_list, max_value):
+            self._writes.update(zip(key_list, value_list, strict=True))
+            return len(key_list)
         pairs = {}
         for i, (k, v) in enumerate(zip(key_list, value_list, strict=True)):
             pairs[as_bytes(k, f"keys[{i}]", max_key)] = as_bytes(v, f"values[{i}]", max_value)
@@ -106,6 +109,12 @@ class KvTransactionView:
         committed = ((k, v) for k, v in self._current().scan(low, high, None)
                      if k not in self._writes)
         yield from heapq.merge(((k, v) for k, v in own if v is not None), committed)
+
+
+def _all_bytes_within(items: Sequence[Any], limit: int) -> bool:
+    """Fast path of put_many: every item is ``bytes`` and none is over ``limit``."""
+    return all(type(item) is bytes for item in items) and \
+        max(map(len, items), default=0) <= limit
 
 
 def _as_list(items: Any, what: str) -> Sequence[Any]:

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import mmap
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ import numpy.typing as npt
 
 BytesLike = bytes | bytearray | memoryview | npt.NDArray[Any]
 """What writes accept: anything contiguous exposing the buffer protocol."""
+
+
+_FLOCK = struct.Struct("hh4xqqi4x")
+"""Linux ``struct flock``: type, whence, start, length, pid (0 for OFD locks)."""
+
+
+def _flock(kind: int, start: int, length: int) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, start, length, 0)
 
 
 class File:
@@ -76,20 +85,33 @@ class File:
         return mmap.mmap(self._fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ,
                          offset=offset)
 
-    def try_lock(self, exclusive: bool = True) -> bool:
-        """Take an ``fcntl`` lock on the whole file without waiting; False if held."""
-        kind = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    def try_lock(self, exclusive: bool = True, start: int = 0, length: int = 0) -> bool:
+        """Lock ``length`` bytes from ``start`` (0: to the end and beyond) without
+        waiting; False if another holder has a conflicting lock.
+
+        These are open-file-description locks (``F_OFD_SETLK``): they belong to this
+        open file, not to the process, so closing another descriptor of the same file
+        does not drop them, and two opens in one process conflict like two processes.
+        """
+        kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
         try:
-            fcntl.lockf(self._fd, kind | fcntl.LOCK_NB)
+            fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _flock(kind, start, length))
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EAGAIN):
                 return False
             raise
         return True
 
-    def unlock(self) -> None:
-        """Release the ``fcntl`` lock."""
-        fcntl.lockf(self._fd, fcntl.LOCK_UN)
+    def lock_held(self, start: int = 0, length: int = 0) -> bool:
+        """Whether another holder has any lock on the range (tested without taking one,
+        so the test never gets in a locker's way)."""
+        probe = _flock(fcntl.F_WRLCK, start, length)
+        answer = fcntl.fcntl(self._fd, fcntl.F_OFD_GETLK, probe)
+        return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
+
+    def unlock(self, start: int = 0, length: int = 0) -> None:
+        """Release a lock taken with :meth:`try_lock`."""
+        fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_UNLCK, start, length))
 
     def close(self) -> None:
         """Close the descriptor (idempotent)."""

@@ -42,22 +42,35 @@ class CommittedTransaction:
 class TransactionAssembler:
     """Feeds on decoded WAL records; calls ``apply`` once per whole transaction."""
 
-    def __init__(self, apply: Callable[[CommittedTransaction], None]) -> None:
+    def __init__(self, apply: Callable[[CommittedTransaction], None],
+                 limit_lsn: int | None = None) -> None:
         self._apply = apply
+        self._limit_lsn = limit_lsn
+        self._stopped = False
         self._pending: list[tuple[int, int, npt.NDArray[np.uint8]]] = []
         self.transactions = 0
         self.dropped_transactions = 0
         self.last_csn = 0
         self.last_commit_lsn = 0
 
-    def feed(self, decoded: DecodedRecords, first: int = 0) -> None:
-        """Take records ``first..`` of ``decoded`` in LSN order."""
+    def feed(self, decoded: DecodedRecords, first: int = 0, stop: int | None = None) -> None:
+        """Take records ``first`` to ``stop`` (exclusive; None: all) of ``decoded``.
+
+        With a ``limit_lsn``, the first COMMIT past it and everything after is ignored
+        (commits the writer has not published yet).
+        """
+        if self._stopped:
+            return
         offsets = decoded.offsets.tolist()
         types = decoded.types.tolist()
         lsns = decoded.lsns.tolist()
-        for i in range(first, len(types)):
+        for i in range(first, len(types) if stop is None else stop):
             payload = decoded.payload[offsets[i] : offsets[i + 1]]
             if types[i] == COMMIT:
+                if self._limit_lsn is not None and lsns[i] > self._limit_lsn:
+                    self._stopped = True
+                    self._pending = []
+                    return
                 self._commit(lsns[i], payload)
             else:
                 if self._pending and self._pending[-1][0] + 1 != lsns[i]:

@@ -91,7 +91,7 @@ class WalWriter:
     def __init__(self, fs: FileSystem, wal_dir: Path, database_id: bytes, *,
                  position: WalPosition, durability: str, sync_interval_ms: float,
                  segment_size: int, block_size: int,
-                 publish: Callable[[int], None]) -> None:
+                 publish: Callable[[int, int], None]) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
         self._fs = fs
@@ -233,7 +233,7 @@ class WalWriter:
         c.groups += 1
         c.bytes_written += framed.size
         c.largest_group = max(c.largest_group, len(group))
-        self._publish(batches[-1].csn)
+        self._publish(batches[-1].csn, first_lsn + types.size - 1)
 
     def _cut_back(self, offset: int) -> None:
         """Best effort after a failed write or sync: drop the group's bytes."""

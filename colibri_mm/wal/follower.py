@@ -1,0 +1,117 @@
+"""Following the WAL of a database that another process is writing.
+
+A reader process applies, at each refresh, the transactions committed since its last
+one, up to the LSN the writer has published (commits past it may still be taken back
+by a crash, DESIGN.md principle 4). It never repairs anything: a torn record at the
+tail is simply a write in progress, read again next time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptionError
+from ..kernels import walcodec
+from ..kernels.walcodec import DecodeStatus
+from ..storage.files import FileSystem
+from ..txn.replay import COMMIT, TransactionAssembler
+from .segment import RECORDS_OFFSET, SegmentHeader, segment_numbers, segment_path
+
+
+class WalFollower:
+    """Reads committed transactions from the WAL tail, incrementally."""
+
+    def __init__(self, fs: FileSystem, wal_dir: Path, after_lsn: int) -> None:
+        self._fs = fs
+        self._wal_dir = wal_dir
+        self._after_lsn = after_lsn
+        """Every transaction with a COMMIT at or below this LSN has been applied."""
+        self._segment: int | None = None
+        self._offset = RECORDS_OFFSET
+        self._block_size = walcodec.BLOCK_SIZE
+
+    def _header(self, number: int) -> SegmentHeader | None:
+        path = segment_path(self._wal_dir, number)
+        try:
+            file = self._fs.open(path, writable=False)
+        except FileNotFoundError:
+            return None
+        try:
+            head = file.pread(RECORDS_OFFSET, 0)
+        finally:
+            file.close()
+        try:
+            return SegmentHeader.decode(head, path)
+        except CorruptionError:
+            return None  # being created right now
+
+    def _start(self) -> bool:
+        """Find the segment holding the first LSN after ``after_lsn``."""
+        chosen = None
+        numbers = segment_numbers(self._fs.listdir(self._wal_dir))
+        for number in numbers:
+            header = self._header(number)
+            if header is None or header.first_lsn > self._after_lsn + 1:
+                break
+            chosen = (number, header)
+        if chosen is None:
+            if numbers and self._header(numbers[0]) is not None:
+                raise CorruptionError(f"the WAL after LSN {self._after_lsn} is gone (the "
+                                      "oldest segment starts later)",
+                                      path=str(segment_path(self._wal_dir, numbers[0])))
+            return False
+        self._segment, self._offset = chosen[0], RECORDS_OFFSET
+        self._block_size = chosen[1].block_size
+        return True
+
+    def poll(self, assembler: TransactionAssembler, limit_lsn: int | None) -> None:
+        """Feed ``assembler`` every whole transaction after the last one fed whose
+        COMMIT LSN is at most ``limit_lsn`` (None: no limit)."""
+        if self._segment is None and not self._start():
+            return
+        while True:
+            assert self._segment is not None
+            path = segment_path(self._wal_dir, self._segment)
+            try:
+                file = self._fs.open(path, writable=False)
+            except FileNotFoundError:
+                # A checkpoint deleted it: the caller must reload from the new meta.
+                raise CorruptionError("the WAL segment being followed was removed",
+                                      path=str(path)) from None
+            try:
+                data = file.pread(file.size() - self._offset, self._offset)
+            finally:
+                file.close()
+            decoded = walcodec.decode(data, segment=self._segment,
+                                      position=self._offset - RECORDS_OFFSET,
+                                      block_size=self._block_size)
+            # Damage stops the reader where point-in-time recovery would stop (opening
+            # reported it); the writer's recovery repairs it, and the reader goes on.
+            damaged = decoded.status not in (DecodeStatus.OK, DecodeStatus.UNWRITTEN,
+                                             DecodeStatus.TRUNCATED)
+            stop = self._last_commit_within(decoded, limit_lsn)
+            if stop is not None:
+                first = int(np.searchsorted(decoded.lsns, self._after_lsn + 1))
+                assembler.feed(decoded, min(first, stop), stop)
+                self._after_lsn = int(decoded.lsns[stop - 1])
+                end = int(decoded.starts[stop]) if stop < len(decoded) else decoded.end
+                self._offset += end
+            whole = (stop or 0) == len(decoded) and not damaged and \
+                decoded.status != DecodeStatus.TRUNCATED
+            following = self._header(self._segment + 1)
+            if whole and following is not None and following.first_lsn == self._after_lsn + 1:
+                self._segment += 1
+                self._offset = RECORDS_OFFSET
+                self._block_size = following.block_size
+                continue
+            return
+
+    def _last_commit_within(self, decoded: walcodec.DecodedRecords,
+                            limit_lsn: int | None) -> int | None:
+        """One past the index of the last COMMIT record with LSN <= ``limit_lsn``."""
+        commits = np.flatnonzero(decoded.types == COMMIT)
+        if limit_lsn is not None:
+            commits = commits[decoded.lsns[commits] <= np.uint64(limit_lsn)]
+        return int(commits[-1]) + 1 if commits.size else None
