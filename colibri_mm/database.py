@@ -557,9 +557,17 @@ class DatabaseKv:
             return tx.kv.delete(key)
 
     def get(self, key: Any) -> bytes | None:
-        """The newest committed value of ``key``, or None."""
-        with self._db.snapshot() as snap:
-            return snap.kv.get(key)
+        """The newest committed value of ``key``, or None (its own brief snapshot)."""
+        db = self._db
+        k = as_bytes(key, "key", db.options.max_key_size)
+        db._check_open()
+        if db._follower is not None:
+            db._refresh()
+        snapshot_id, csn, version = db._clock.open_snapshot()
+        try:
+            return version.get(k, csn)
+        finally:
+            db._clock.close_snapshot(snapshot_id)
 
     def scan(self, start: Any = None, end: Any = None,
              prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
