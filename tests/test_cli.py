@@ -342,3 +342,12 @@ def test_check_finds_a_damaged_data_page(db_dir: Path) -> None:
         file.write(bytes([byte[0] ^ 1]))
     message = error(coldb("check", data_dir=db_dir), 1)
     assert "check failed" in message and str(data) in message and "checksum" in message
+
+
+def test_checkpoint_command(db_dir: Path) -> None:
+    commit_in_wal_only(db_dir, ("a", "1"), ("b", "2"))
+    written = json.loads(ok(coldb("checkpoint", data_dir=db_dir)))
+    assert written["entries"] == 2 and written["runs"] == 1
+    stats = json.loads(ok(coldb("stats", data_dir=db_dir)))
+    assert stats["recovery_transactions"] == 0 and stats["kv_runs"] == 1
+    assert scan(db_dir) == ["a\t1", "b\t2"]

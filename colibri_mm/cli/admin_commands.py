@@ -36,7 +36,7 @@ def add_init_command(subparsers: _Subparsers, common: CommandParser) -> None:
 
 
 def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
-    """Register ``stats``, ``check`` and ``recover``."""
+    """Register ``stats``, ``check``, ``recover`` and ``checkpoint``."""
     stats = subparsers.add_parser(
         "stats", parents=[common], help="print counters and state as JSON",
         description="Open the database read-only (so it works while another process "
@@ -44,11 +44,19 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
                     "fields describe the WAL replay of this open.")
     stats.set_defaults(run=run_stats)
 
+    checkpoint = subparsers.add_parser(
+        "checkpoint", parents=[common], help="write a checkpoint now",
+        description="Open the database for writing, write the changes since the last "
+                    "checkpoint into the data file, delete the WAL segments before it, "
+                    "and print what was written as JSON.")
+    checkpoint.set_defaults(run=run_checkpoint)
+
     check = subparsers.add_parser(
-        "check", parents=[common], help="verify the meta file and the WAL",
-        description="Open the database read-only and replay the whole WAL with absolute "
-                    "recovery: the meta file and every WAL record must pass their "
-                    "checksums and come in LSN order. Exits 0 when clean and 1 (with the "
+        "check", parents=[common], help="verify the meta, the data pages and the WAL",
+        description="Open the database read-only, replay the WAL after the checkpoint "
+                    "with absolute recovery and verify every page of the checkpoint: the "
+                    "meta file, every data page and every WAL record must pass their "
+                    "checksums and structural checks. Exits 0 when clean and 1 (with the "
                     "file and offset) when damaged. A WAL tail torn by a crash also fails "
                     "until `coldb recover` repairs it; run check while no process writes "
                     "the database, or a commit in progress may look torn.")
@@ -106,6 +114,13 @@ def run_check(args: argparse.Namespace) -> int:
     except CorruptionError as e:
         raise CommandError(f"check failed: {e}", CHECK_FAILED) from None
     _print_report(report, "check passed", args.json)
+    return OK
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    """``coldb checkpoint``."""
+    with open_database(args, readonly=False) as db:
+        print(json.dumps(db.checkpoint(), indent=2))
     return OK
 
 
