@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import Checkpointer
-from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
+from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kv.keys import as_bytes
 from .kv.memtable import Memtable
 from .kv.records import KV_CHANGES, decode_changes, encode_changes, split_changes
@@ -74,6 +74,7 @@ class Database:
         self._fs = file_system
         self._closed = False
         self._write_mutex = threading.Lock()
+        self._writer_thread: int | None = None
         self._lock: ProcessWriteLock | None = None
         self._writer: WalWriter | None = None
         self._checkpointer: Checkpointer | None = None
@@ -280,9 +281,11 @@ class Database:
         self._check_open()
         if self._writer is None:
             raise ReadOnlyError(f"{self.path} is open read-only")
+        self._refuse_inside_transaction("begin another write transaction")
         self._write_mutex.acquire()
+        self._writer_thread = threading.get_ident()
         if self._closed:
-            self._write_mutex.release()
+            self._end_transaction()
             raise ClosedError(f"the database {self.path} is closed")
 
     def snapshot(self) -> Snapshot:
@@ -299,7 +302,14 @@ class Database:
     def _current_version(self) -> StoreVersion:
         return self._clock.state
 
+    def _refuse_inside_transaction(self, what: str) -> None:
+        """Raise instead of waiting forever on this thread's own write transaction."""
+        if self._writer_thread == threading.get_ident():
+            raise TransactionError(f"cannot {what}: this thread has a write transaction "
+                                   "open (commit or abort it first; write through its tx.kv)")
+
     def _end_transaction(self) -> None:
+        self._writer_thread = None
         self._write_mutex.release()
 
     def _commit(self, writes: dict[bytes, bytes | None]) -> None:
@@ -326,7 +336,7 @@ class Database:
                     >= self.options.checkpoint_wal_bytes:
                 self._checkpoint_wanted.set()
         finally:
-            self._write_mutex.release()
+            self._end_transaction()
         writer.wait(ticket)
 
     # -- checkpoints ---------------------------------------------------------------
@@ -347,6 +357,7 @@ class Database:
         writer = self._writer
         checkpointer = self._checkpointer
         assert writer is not None and checkpointer is not None
+        self._refuse_inside_transaction("checkpoint")
         with self._checkpoint_lock:
             started = time.perf_counter()
             self._write_mutex.acquire()
@@ -472,6 +483,7 @@ class Database:
         """
         if self._closed:
             return
+        self._refuse_inside_transaction("close the database")
         try:
             if self._writer is not None and self.options.checkpoint_on_close and \
                     len(self._clock.state.active):

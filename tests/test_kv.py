@@ -226,3 +226,13 @@ def test_commits_after_a_transaction_cut_before_its_commit_survive(tmp_path: Pat
         db.kv.put("after2", "3")
     with cm.connect(tmp_path / "db") as db:
         assert dict(db.kv.scan()) == {b"before": b"1", b"after": b"2", b"after2": b"3"}
+
+
+def test_nested_use_inside_a_transaction_is_refused_not_a_deadlock(db: cm.Database) -> None:
+    with db.transaction() as tx:
+        tx.kv.put("a", "1")
+        for call in (lambda: db.kv.put("b", "2"), db.transaction, db.checkpoint, db.close):
+            with pytest.raises(cm.TransactionError, match="this thread has a write"):
+                call()
+        assert db.kv.get("a") is None  # reads are fine: the commit is not visible yet
+    assert db.kv.get("a") == b"1"
