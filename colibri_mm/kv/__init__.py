@@ -1,2 +1,3 @@
-"""The key/value store: the built-in table of byte keys and byte values behind
-``db.kv``, ``tx.kv`` and ``snap.kv`` (and, later, the Redis protocol)."""
+"""The key/value store behind ``db.kv``, ``tx.kv`` and ``snap.kv``: versions in
+memory (memtable), sorted runs in the data file, the store versions readers pin,
+the views, and the WAL payload of its changes."""

@@ -1,2 +1,2 @@
-"""The write-ahead log: segment files, the writer with group commit, and the reader
-that recovery (and, later, reader processes) use to replay records after an LSN."""
+"""The write-ahead log: segment files, the writer with group commit, the reader that
+recovery uses, and the follower that reader processes use to catch up."""
