@@ -97,6 +97,7 @@ class Database:
                 self._readers.claim(0)  # protect every page until we know our checkpoint
             else:
                 self._lock = ProcessWriteLock(file_system, path, options.lock_timeout)
+                self._lock.publish_written(options.durability != "full")
         except BaseException:
             self._release()
             raise
@@ -257,7 +258,7 @@ class Database:
     def _publish(self, csn: int, lsn: int) -> None:
         """A group reached its durability level: readers (threads, processes) see it."""
         self._clock.publish(csn)
-        if self._lock is not None:
+        if self._lock is not None and self.options.durability == "full":
             try:
                 self._lock.publish_lsn(lsn)
             except OSError as e:

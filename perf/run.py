@@ -41,6 +41,9 @@ that moment. The ratios are what count, because ours and the anchor ran interlea
 under the same conditions. **Ratio** is how many times better ours is than the anchor
 (ours / anchor for throughputs, anchor / ours for times); a line marked
 *informational* has no target and is there for context.
+
+The crash and power-loss campaigns are not benchmarks; their release-size runs are
+recorded by hand, with their commands, in [`CAMPAIGNS.md`](CAMPAIGNS.md).
 """
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import LockedError
 from ..storage.files import File, FileSystem
-from .writer_lock import LOCK_NAME, PUBLISHED_LSN_OFFSET, WRITER_RANGE
+from .writer_lock import ALL_WRITTEN_OFFSET, LOCK_NAME, PUBLISHED_LSN_OFFSET, WRITER_RANGE
 
 SLOTS_OFFSET = 4096
 SLOT_SIZE = 64
@@ -54,11 +54,16 @@ class ReaderTable:
                           SLOTS_OFFSET + self._slot * SLOT_SIZE)
 
     def published_lsn(self) -> int | None:
-        """LSN up to which the live writer has published commits; None: no writer."""
+        """LSN up to which the live writer has published commits; None: no limit (no
+        writer, or one whose every written commit is published)."""
         if not self._file.lock_held(*WRITER_RANGE):
             return None
-        data = self._file.pread(_LSN.size, PUBLISHED_LSN_OFFSET)
-        return _LSN.unpack(data)[0] if len(data) == _LSN.size else 0
+        data = self._file.pread(_LSN.size + 1, PUBLISHED_LSN_OFFSET)
+        if len(data) < _LSN.size + 1:
+            return 0
+        if data[ALL_WRITTEN_OFFSET - PUBLISHED_LSN_OFFSET]:
+            return None
+        return int(_LSN.unpack_from(data)[0])
 
     # -- the writer's side -------------------------------------------------------------
 

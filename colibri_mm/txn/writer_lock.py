@@ -27,6 +27,9 @@ WRITER_RANGE = (0, 32)
 """Byte range of ``LOCK`` the writer locks: its pid, in ASCII."""
 PUBLISHED_LSN_OFFSET = 32
 """Where the writer publishes the LSN of the newest commit readers may see (u64)."""
+ALL_WRITTEN_OFFSET = 40
+"""A byte: 1 when everything the writer has written to the WAL is published (modes
+``normal`` and ``off`` acknowledge at write), so readers need no LSN from it."""
 _LSN = struct.Struct("<Q")
 _open_for_write: set[str] = set()
 _open_for_write_guard = threading.Lock()
@@ -68,6 +71,10 @@ class ProcessWriteLock:
             raise
         return file
 
+    def publish_written(self, all_written: bool) -> None:
+        """Say whether every WAL byte written is published (see ALL_WRITTEN_OFFSET)."""
+        self._file.pwrite(bytes([1 if all_written else 0]), ALL_WRITTEN_OFFSET)
+
     def publish_lsn(self, lsn: int) -> None:
         """Let reader processes apply commits up to ``lsn``."""
         self._file.pwrite(_LSN.pack(lsn), PUBLISHED_LSN_OFFSET)
@@ -77,7 +84,7 @@ class ProcessWriteLock:
         if self._file is None:
             return
         try:
-            self._file.pwrite(bytes(WRITER_RANGE[1] + _LSN.size), 0)
+            self._file.pwrite(bytes(ALL_WRITTEN_OFFSET + 1), 0)
             self._file.unlock(*WRITER_RANGE)
         finally:
             self._file.close()
