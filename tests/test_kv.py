@@ -236,3 +236,17 @@ def test_nested_use_inside_a_transaction_is_refused_not_a_deadlock(db: cm.Databa
                 call()
         assert db.kv.get("a") is None  # reads are fine: the commit is not visible yet
     assert db.kv.get("a") == b"1"
+
+
+def test_full_durability_commits_into_zero_filled_space(tmp_path: Path) -> None:
+    db = cm.connect(tmp_path / "db", create=True, checkpoint_on_close=False)
+    db.kv.put("a", "1")
+    db.kv.put("b", "2")
+    (segment,) = (tmp_path / "db" / "wal").glob("*.wal")
+    written = 512 + db.stats()["wal_bytes_written"]
+    assert segment.stat().st_size > written  # zero-filled ahead of the commits
+    with cm.connect(tmp_path / "db", readonly=True) as reader:
+        assert dict(reader.kv.scan()) == {b"a": b"1", b"b": b"2"}  # zeros: unwritten
+        assert reader.stats()["recovery_dropped"] == []
+    db.close()
+    assert segment.stat().st_size == written  # a clean close leaves no zeros
