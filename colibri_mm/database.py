@@ -339,6 +339,10 @@ class Database:
         finally:
             self._end_transaction()
         writer.wait(ticket)
+        if active.value_bytes >= 2 * self.options.max_dirty_bytes:
+            # Backpressure: the background checkpoint is not keeping up, so this
+            # committer checkpoints itself; memory stays near 2 x max_dirty_bytes.
+            self._checkpoint()
 
     # -- checkpoints ---------------------------------------------------------------
 

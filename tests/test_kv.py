@@ -250,3 +250,15 @@ def test_full_durability_commits_into_zero_filled_space(tmp_path: Path) -> None:
         assert reader.stats()["recovery_dropped"] == []
     db.close()
     assert segment.stat().st_size == written  # a clean close leaves no zeros
+
+
+def test_memory_of_changes_since_checkpoint_is_bounded(tmp_path: Path) -> None:
+    bound = 64 << 10
+    with cm.connect(tmp_path / "db", create=True, durability="off",
+                    max_dirty_bytes=bound) as db:
+        for i in range(2000):
+            db.kv.put(f"k{i:05}", bytes(1024))
+            assert db._clock.state.active.value_bytes < 2 * bound + 2048
+        assert db.stats()["checkpoint_id"] > 10
+        assert db.kv.get("k00000") == bytes(1024)
+        assert sum(1 for _ in db.kv.scan()) == 2000
