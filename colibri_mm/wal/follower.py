@@ -17,7 +17,13 @@ from ..kernels import walcodec
 from ..kernels.walcodec import DecodeStatus
 from ..storage.files import FileSystem
 from ..txn.replay import COMMIT, TransactionAssembler
-from .segment import RECORDS_OFFSET, SegmentHeader, segment_numbers, segment_path
+from .segment import (
+    RECORDS_OFFSET,
+    read_header,
+    segment_holding,
+    segment_numbers,
+    segment_path,
+)
 
 
 class WalFollower:
@@ -32,38 +38,19 @@ class WalFollower:
         self._offset = RECORDS_OFFSET
         self._block_size = walcodec.BLOCK_SIZE
 
-    def _header(self, number: int) -> SegmentHeader | None:
-        path = segment_path(self._wal_dir, number)
-        try:
-            file = self._fs.open(path, writable=False)
-        except FileNotFoundError:
-            return None
-        try:
-            head = file.pread(RECORDS_OFFSET, 0)
-        finally:
-            file.close()
-        try:
-            return SegmentHeader.decode(head, path)
-        except CorruptionError:
-            return None  # being created right now
-
     def _start(self) -> bool:
         """Find the segment holding the first LSN after ``after_lsn``."""
-        chosen = None
         numbers = segment_numbers(self._fs.listdir(self._wal_dir))
-        for number in numbers:
-            header = self._header(number)
-            if header is None or header.first_lsn > self._after_lsn + 1:
-                break
-            chosen = (number, header)
-        if chosen is None:
-            if numbers and self._header(numbers[0]) is not None:
+        holding = segment_holding(self._fs, self._wal_dir, numbers, self._after_lsn + 1)
+        if holding is None:
+            if numbers and read_header(self._fs, self._wal_dir, numbers[0]) is not None:
                 raise CorruptionError(f"the WAL after LSN {self._after_lsn} is gone (the "
                                       "oldest segment starts later)",
                                       path=str(segment_path(self._wal_dir, numbers[0])))
             return False
-        self._segment, self._offset = chosen[0], RECORDS_OFFSET
-        self._block_size = chosen[1].block_size
+        index, header = holding
+        self._segment, self._offset = numbers[index], RECORDS_OFFSET
+        self._block_size = header.block_size
         return True
 
     def poll(self, assembler: TransactionAssembler, limit_lsn: int | None) -> None:
@@ -100,7 +87,7 @@ class WalFollower:
                 self._offset += end
             whole = (stop or 0) == len(decoded) and not damaged and \
                 decoded.status != DecodeStatus.TRUNCATED
-            following = self._header(self._segment + 1)
+            following = read_header(self._fs, self._wal_dir, self._segment + 1)
             if whole and following is not None and following.first_lsn == self._after_lsn + 1:
                 self._segment += 1
                 self._offset = RECORDS_OFFSET

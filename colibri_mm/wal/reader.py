@@ -23,7 +23,13 @@ from ..errors import CorruptionError
 from ..kernels import walcodec
 from ..kernels.walcodec import DecodedRecords, DecodeStatus
 from ..storage.files import FileSystem
-from .segment import RECORDS_OFFSET, SegmentHeader, segment_numbers, segment_path
+from .segment import (
+    RECORDS_OFFSET,
+    SegmentHeader,
+    segment_holding,
+    segment_numbers,
+    segment_path,
+)
 from .writer import WalPosition
 
 RECOVERY_MODES = ("point_in_time", "absolute", "skip_corrupted")
@@ -120,29 +126,12 @@ class WalReader:
         """Drop segments wholly at or below ``after_lsn``: those a checkpoint made
         obsolete (normally deleted; one may come back when a power cut undoes part of
         the deletions). The segment that holds LSN ``after_lsn + 1`` is the first kept."""
-        start = 0
-        for index in range(1, len(numbers)):
-            first_lsn = self._first_lsn(numbers[index])
-            if first_lsn is None or first_lsn > after_lsn + 1:
-                break
-            start = index
+        holding = segment_holding(self._fs, self._wal_dir, numbers, after_lsn + 1)
+        start = holding[0] if holding is not None else 0
         if repair:
             for number in numbers[:start]:
                 self._fs.remove(segment_path(self._wal_dir, number))
         return numbers[start:]
-
-    def _first_lsn(self, number: int) -> int | None:
-        """First LSN of a segment by its header, or None if the header is unreadable."""
-        path = segment_path(self._wal_dir, number)
-        file = self._fs.open(path, writable=False)
-        try:
-            head = file.pread(RECORDS_OFFSET, 0)
-        finally:
-            file.close()
-        try:
-            return SegmentHeader.decode(head, path).first_lsn
-        except CorruptionError:
-            return None
 
     def _cut(self, path: Path, end: int) -> None:
         file = self._fs.open(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import CorruptionError
 from ..kernels.checksum import crc32c, mask
+from ..storage.files import FileSystem
 
 MAGIC = b"COLIWAL\x00"
 FORMAT_VERSION = 1
@@ -72,3 +73,35 @@ def segment_path(wal_dir: Path, segment: int) -> Path:
 def segment_numbers(names: list[str]) -> list[int]:
     """Segment numbers among directory entry ``names``, ascending."""
     return sorted(int(m.group(1), 16) for m in map(_NAME.match, names) if m)
+
+
+def read_header(fs: FileSystem, wal_dir: Path, segment: int) -> SegmentHeader | None:
+    """The header of segment ``segment``; None if the file is gone or its header is
+    not valid (torn by a crash, or being created right now)."""
+    path = segment_path(wal_dir, segment)
+    try:
+        file = fs.open(path, writable=False)
+    except FileNotFoundError:
+        return None
+    try:
+        head = file.pread(RECORDS_OFFSET, 0)
+    finally:
+        file.close()
+    try:
+        return SegmentHeader.decode(head, path)
+    except CorruptionError:
+        return None
+
+
+def segment_holding(fs: FileSystem, wal_dir: Path, numbers: list[int],
+                    lsn: int) -> tuple[int, SegmentHeader] | None:
+    """(index in ``numbers``, header) of the segment where LSN ``lsn`` is or will be:
+    the last one, in order, whose first LSN is at most ``lsn`` (the scan stops at a
+    header that is unreadable). None if even the first starts after ``lsn``."""
+    found = None
+    for index, number in enumerate(numbers):
+        header = read_header(fs, wal_dir, number)
+        if header is None or header.first_lsn > lsn:
+            break
+        found = (index, header)
+    return found
