@@ -47,6 +47,8 @@ READER = textwrap.dedent("""
     seen, snapshots, last = set(), 0, 0
     deadline = time.monotonic() + 240
     with cm.connect(path, readonly=True) as db:
+        with db.snapshot() as snap:  # a first look before the writer may start
+            seen.add(int(snap.kv.get("seq") or 0))
         (pathlib.Path(path).parent / f"ready-{os.getpid()}").touch()
         while last < n and time.monotonic() < deadline:
             with db.snapshot() as snap:
