@@ -1,7 +1,7 @@
 """Checkpoints: turning the versions in memory into sorted runs in the data file.
 
 A checkpoint writes, copy-on-write into free pages (never over a page the current
-checkpoint refers to): a new sorted run of the frozen memtable (merged with the
+checkpoint refers to): a new sorted run of the frozen layers (merged with the
 newest existing runs when they are not much larger, so there are few runs), then a
 new catalog listing the runs, the page CRCs and the free extents. It syncs the data
 file, and only then writes the *other* meta slot and syncs it: that write is the
@@ -19,9 +19,9 @@ import numpy as np
 
 from .kernels.checksum import crc32c_pages
 from .kernels.merge import Entries, merge
-from .kv.memtable import Memtable, newest_entries
 from .kv.records import DELETE
 from .kv.run import Run, encode_run
+from .kv.store import Layer
 from .storage.allocator import Allocator
 from .storage.catalog import Catalog, ExtentRef, catalog_pages, read_catalog
 from .storage.files import FileSystem
@@ -74,9 +74,9 @@ class Checkpointer:
             return ()
         return tuple(Run(self.pages, ref) for ref in self.catalog.runs)
 
-    def write(self, frozen: tuple[Memtable, ...], runs: tuple[Run, ...], lsn: int, csn: int,
+    def write(self, frozen: tuple[Layer, ...], runs: tuple[Run, ...], lsn: int, csn: int,
               oldest_visible: int) -> CheckpointResult:
-        """Write a checkpoint of ``runs`` plus the ``frozen`` memtables (newest first) at
+        """Write a checkpoint of ``runs`` plus the ``frozen`` layers (newest first) at
         ``lsn``/``csn`` (see the module docstring). If it fails, nothing changes: the
         allocator is put back and the previous checkpoint stays current."""
         saved = (self.allocator.end, list(self.allocator.free))
@@ -86,14 +86,14 @@ class Checkpointer:
             self.allocator.end, self.allocator.free = saved
             raise
 
-    def _write(self, frozen: tuple[Memtable, ...], runs: tuple[Run, ...], lsn: int, csn: int,
+    def _write(self, frozen: tuple[Layer, ...], runs: tuple[Run, ...], lsn: int, csn: int,
                oldest_visible: int) -> CheckpointResult:
         pages = self.pages
         assert pages is not None
         new_id = self.meta.checkpoint_id + 1
-        entries = newest_entries(frozen[0])
-        for older_memtable in frozen[1:]:
-            entries = merge(entries, newest_entries(older_memtable), delete_kind=DELETE,
+        entries = frozen[0].newest_entries()
+        for older_layer in frozen[1:]:
+            entries = merge(entries, older_layer.newest_entries(), delete_kind=DELETE,
                             drop_deletes=False)
         remaining = list(runs)
         merged_away: list[Run] = []

@@ -27,10 +27,13 @@ import numpy as np
 
 from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
+from .kv.batch import Batch
 from .kv.keys import as_bytes
 from .kv.memtable import Memtable
-from .kv.records import KV_CHANGES, decode_changes, encode_changes, split_changes
+from .kv.records import KV_CHANGES, encode_changes, encode_entries, split_changes
 from .kv.store import StoreVersion
+from .kv.wal_apply import WalApplier
+from .kv.writeset import WriteSet
 from .options import Options
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
@@ -38,7 +41,7 @@ from .storage.pagefile import DATA_NAME, PageFile
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
 from .txn.reader_table import ReaderTable
-from .txn.replay import COMMIT, CommittedTransaction, TransactionAssembler, encode_commit
+from .txn.replay import COMMIT, TransactionAssembler, encode_commit
 from .txn.writer_lock import ProcessWriteLock
 from .wal.follower import WalFollower
 from .wal.reader import ReplayReport, WalReader
@@ -48,6 +51,9 @@ log = logging.getLogger("colibri_mm")
 WAL_DIR = "wal"
 SWEEP_EVERY = 4096
 """Commits between sweeps of deleted keys out of the version store."""
+MAX_FROZEN_LAYERS = 8
+"""A checkpoint is wanted once this many frozen layers (bulk commits, memtables
+frozen under them) are in memory: every read consults each layer."""
 
 
 def connect(path: str | os.PathLike[str], *, create: bool = False,
@@ -80,6 +86,8 @@ class Database:
         self._checkpointer: Checkpointer | None = None
         self._commits_since_sweep = 0
         self._checkpoint_lock = threading.Lock()
+        self._install_lock = threading.Lock()
+        """Serialises replacing the store version (bulk commits, checkpoints)."""
         self._checkpoint_wanted = threading.Event()
         self._checkpoint_thread: threading.Thread | None = None
         self._wal_bytes_at_checkpoint = 0
@@ -158,11 +166,16 @@ class Database:
         limit = None
         if self.options.readonly and self._readers is not None:
             limit = self._readers.published_lsn()
-        assembler = TransactionAssembler(self._replay_transaction, limit)
+        applier = WalApplier(self._clock.state, None, self.options.bulk_changes)
+        assembler = TransactionAssembler(applier.add, limit)
         reader = WalReader(self._fs, self.path / WAL_DIR, self._meta.database_id,
                            self.options.recovery)
+        started = time.perf_counter()
         report, position = reader.replay(self._meta.checkpoint_lsn, assembler.feed,
                                          repair=not self.options.readonly)
+        applier.flush()
+        self._clock.install(applier.version)
+        report.seconds = time.perf_counter() - started
         if assembler.unfinished_records:
             report.dropped.append(f"{assembler.unfinished_records} change records of a "
                                   "transaction without its COMMIT (cut by a crash)")
@@ -178,20 +191,6 @@ class Database:
                  report.seconds, "; dropped: " + "; ".join(report.dropped)
                  if report.dropped else "")
         return report, position
-
-    def _replay_transaction(self, tx: CommittedTransaction,
-                            into: Memtable | None = None) -> None:
-        """Apply a transaction read from the WAL (at open, or when following it)."""
-        changes: dict[bytes, bytes | None] = {}
-        for record_type, payload in tx.records:
-            if record_type != KV_CHANGES:
-                raise CorruptionError(f"WAL record of unknown type {record_type} in the "
-                                      f"transaction committed at LSN {tx.commit_lsn}")
-            keys, values = decode_changes(payload, f"the transaction committed at LSN "
-                                                   f"{tx.commit_lsn}")
-            changes.update(zip(keys, values, strict=True))
-        horizon = self._clock.horizon() if self._live_replay else tx.csn
-        (into if into is not None else self._clock.state.active).apply(tx.csn, changes, horizon)
 
     # -- reader processes ------------------------------------------------------------
 
@@ -220,8 +219,13 @@ class Database:
 
     def _follow(self) -> None:
         assert self._readers is not None and self._follower is not None
-        assembler = TransactionAssembler(self._replay_transaction)
+        applier = WalApplier(self._clock.state, self._clock.horizon,
+                             self.options.bulk_changes)
+        assembler = TransactionAssembler(applier.add)
         self._follower.poll(assembler, self._readers.published_lsn())
+        applier.flush()
+        if applier.version is not self._clock.state:
+            self._clock.install(applier.version)
         if assembler.transactions:
             self._clock.assigned = max(self._clock.assigned, assembler.last_csn)
             self._clock.publish(self._clock.assigned)
@@ -233,13 +237,16 @@ class Database:
         if pages is None and self._fs.exists(self.path / DATA_NAME):
             pages = PageFile(self._fs, self.path, meta.page_size, writable=False)
         checkpointer = Checkpointer(self._fs, self.path, meta, slot, pages)
-        active = Memtable()
+        applier = WalApplier(StoreVersion(Memtable(), (), checkpointer.runs(),
+                                          meta.checkpoint_id), self._clock.horizon,
+                             self.options.bulk_changes)
         follower = WalFollower(self._fs, self.path / WAL_DIR, meta.checkpoint_lsn)
-        assembler = TransactionAssembler(lambda tx: self._replay_transaction(tx, active))
+        assembler = TransactionAssembler(applier.add)
         follower.poll(assembler, self._readers.published_lsn())
+        applier.flush()
         self._clock.assigned = max(self._clock.assigned, meta.checkpoint_csn,
                                    assembler.last_csn)
-        self._clock.install(StoreVersion(active, (), checkpointer.runs(), meta.checkpoint_id))
+        self._clock.install(applier.version)
         self._clock.publish(self._clock.assigned)
         self._checkpointer = checkpointer
         self._follower = follower
@@ -313,33 +320,43 @@ class Database:
         self._writer_thread = None
         self._write_mutex.release()
 
-    def _commit(self, writes: dict[bytes, bytes | None]) -> None:
+    def _commit(self, writes: WriteSet) -> None:
         """Commit a transaction's write set (called with the write mutex held)."""
         writer = self._writer
         assert writer is not None
         try:
             if not writes:
                 return
+            changes = writes.resolve(self.options.bulk_changes)
             csn = self._clock.next_csn()
-            batch = _wal_batch(writes, csn)
             # Versions first, then the WAL queue: once queued, another committer's
             # group may publish this CSN, and by then every version must be in place.
             # (If submit fails the writer has failed: nothing is published any more.)
-            active = self._clock.state.active
-            active.apply(csn, writes, self._clock.horizon())
+            if isinstance(changes, dict):
+                batch = _wal_batch(_change_payloads(changes), csn)
+                active = self._clock.state.active
+                active.apply(csn, changes, self._clock.horizon())
+            else:
+                batch = _wal_batch(encode_entries(changes), csn)
+                with self._install_lock:
+                    self._clock.install(self._clock.state.with_batch(Batch(csn, changes)))
             ticket = writer.submit(batch)
+            state = self._clock.state
             self._commits_since_sweep += 1
             if self._commits_since_sweep >= SWEEP_EVERY:
                 self._commits_since_sweep = 0
-                active.sweep(self._clock.horizon())
-            if active.value_bytes >= self.options.max_dirty_bytes or \
+                state.active.sweep(self._clock.horizon())
+            dirty = state.dirty_bytes()
+            if dirty >= self.options.max_dirty_bytes or \
+                    len(state.frozen) >= MAX_FROZEN_LAYERS or \
                     writer.counters.bytes_written - self._wal_bytes_at_checkpoint \
                     >= self.options.checkpoint_wal_bytes:
                 self._checkpoint_wanted.set()
         finally:
             self._end_transaction()
         writer.wait(ticket)
-        if active.value_bytes >= 2 * self.options.max_dirty_bytes:
+        if dirty >= 2 * self.options.max_dirty_bytes or \
+                len(state.frozen) >= 2 * MAX_FROZEN_LAYERS:
             # Backpressure: the background checkpoint is not keeping up, so this
             # committer checkpoints itself; memory stays near 2 x max_dirty_bytes.
             self._checkpoint()
@@ -377,9 +394,10 @@ class Database:
                 cut = writer.roll()
                 self._wal_bytes_at_checkpoint = writer.counters.bytes_written
                 # Memtables frozen by a checkpoint that failed are written by this one.
-                frozen_all = (frozen, *version.frozen)
-                self._clock.install(StoreVersion(Memtable(), frozen_all, version.runs,
-                                                 version.checkpoint_id))
+                frozen_all = (frozen, *version.frozen) if len(frozen) else version.frozen
+                with self._install_lock:
+                    self._clock.install(StoreVersion(Memtable(), frozen_all, version.runs,
+                                                     version.checkpoint_id))
             finally:
                 self._write_mutex.release()
             assert self._readers is not None
@@ -389,10 +407,12 @@ class Database:
                 in_use.append(by_readers)
             oldest = min(in_use, default=checkpointer.meta.checkpoint_id)
             result = checkpointer.write(frozen_all, version.runs, lsn, csn, oldest)
-            current = self._clock.state
-            self._clock.install(StoreVersion(
-                current.active, tuple(m for m in current.frozen if m not in frozen_all),
-                result.runs, result.meta.checkpoint_id))
+            with self._install_lock:
+                current = self._clock.state
+                self._clock.install(StoreVersion(
+                    current.active,
+                    tuple(m for m in current.frozen if all(m is not f for f in frozen_all)),
+                    result.runs, result.meta.checkpoint_id))
             self._cuts[result.meta.checkpoint_id] = cut
             removed = self._remove_unneeded_segments(result.meta.checkpoint_id)
             self.last_checkpoint = {
@@ -455,7 +475,9 @@ class Database:
             if self._checkpointer else self._meta.checkpoint_id,
             "published_csn": self._clock.published,
             "live_snapshots": self._clock.live_snapshots,
-            "kv_keys_in_memory": sum(len(m) for m in self._clock.state.memtables()),
+            "kv_keys_in_memory": sum(len(m) for m in self._clock.state.layers()),
+            "kv_layers_in_memory": len(self._clock.state.layers()),
+            "kv_bytes_in_memory": self._clock.state.dirty_bytes(),
             "kv_runs": len(self._clock.state.runs),
             "last_checkpoint": dict(self.last_checkpoint),
             "recovery_mode": self.recovery.mode,
@@ -490,8 +512,9 @@ class Database:
             return
         self._refuse_inside_transaction("close the database")
         try:
+            state = self._clock.state
             if self._writer is not None and self.options.checkpoint_on_close and \
-                    len(self._clock.state.active):
+                    (len(state.active) or state.frozen):
                 try:
                     self._checkpoint()
                 except (Error, OSError) as e:
@@ -529,11 +552,15 @@ class Database:
         return f"<colibri_mm.Database {str(self.path)!r} {state}>"
 
 
-def _wal_batch(writes: dict[bytes, bytes | None], csn: int) -> WalBatch:
-    """A transaction's WAL records: its changes, then its COMMIT."""
+def _change_payloads(writes: dict[bytes, bytes | None]) -> list[bytes]:
+    """Change record payloads of a transaction's write set."""
     keys = list(writes)
     values = list(writes.values())
-    payloads = [encode_changes(keys[i:j], values[i:j]) for i, j in split_changes(keys, values)]
+    return [encode_changes(keys[i:j], values[i:j]) for i, j in split_changes(keys, values)]
+
+
+def _wal_batch(payloads: list[bytes], csn: int) -> WalBatch:
+    """A transaction's WAL records: its change records, then its COMMIT."""
     payloads.append(encode_commit(csn, len(payloads)))
     offsets = np.array([0, *itertools.accumulate(map(len, payloads))], np.int64)
     if len(payloads) == 2:
@@ -557,9 +584,9 @@ class DatabaseKv:
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value`` and commit."""
         options = self._db.options
-        change: dict[bytes, bytes | None] = {
-            as_bytes(key, "key", options.max_key_size):
-            as_bytes(value, "value", options.max_value_size)}
+        change = WriteSet()
+        change.put(as_bytes(key, "key", options.max_key_size),
+                   as_bytes(value, "value", options.max_value_size))
         self._db._begin()
         self._db._commit(change)
 

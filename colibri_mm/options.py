@@ -30,6 +30,9 @@ class Options:
     """Bytes of keys and values changed since the last checkpoint that trigger one."""
     checkpoint_wal_bytes: int = 256 << 20
     """Bytes of WAL written since the last checkpoint that trigger one."""
+    bulk_changes: int = 1024
+    """Transactions with at least this many changes are committed (and replayed) as
+    one sorted array layer instead of key by key (``colibri_mm.kv.batch``)."""
     checkpoint_on_close: bool = True
     """Checkpoint in ``close()`` so the next open replays nothing."""
 
@@ -50,6 +53,7 @@ class Options:
         self._positive("max_value_size", self.max_value_size)
         self._positive("max_dirty_bytes", self.max_dirty_bytes)
         self._positive("checkpoint_wal_bytes", self.checkpoint_wal_bytes)
+        self._positive("bulk_changes", self.bulk_changes)
         if self.wal_segment_size < (1 << 20):
             raise ConfigError(f"wal_segment_size must be at least 1 MiB; got "
                               f"{self.wal_segment_size!r}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ClosedError, TransactionError
 from .kv.views import KvSnapshotView, KvTransactionView
+from .kv.writeset import WriteSet
 
 if TYPE_CHECKING:
     from .database import Database
@@ -57,7 +58,7 @@ class Transaction:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._writes: dict[bytes, bytes | None] = {}
+        self._writes = WriteSet()
         self._active = True
         self.kv = KvTransactionView(db._current_version, self._writes, db.options,
                                     self._check_active)

@@ -7,6 +7,7 @@ import errno
 import shutil
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import settings
@@ -23,11 +24,13 @@ VALUES = st.binary(max_size=40)
 class KvAgainstDict(RuleBasedStateMachine):
     """Every read of the store equals the same read of a dict."""
 
+    OPTIONS: ClassVar[dict[str, object]] = {"durability": "normal",
+                                            "wal_segment_size": 1 << 20}
+
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="colibri-model-"))
-        self.db = cm.connect(self.directory / "db", create=True, durability="normal",
-                             wal_segment_size=1 << 20)
+        self.db = cm.connect(self.directory / "db", create=True, **self.OPTIONS)
         self.model: dict[bytes, bytes] = {}
         self.snapshot: cm.Snapshot | None = None
         self.snapshot_model: dict[bytes, bytes] = {}
@@ -64,6 +67,37 @@ class KvAgainstDict(RuleBasedStateMachine):
         for k in deletes:
             self.model.pop(k, None)
 
+    @rule(first=st.dictionaries(KEYS, VALUES, max_size=4),
+          bulk=st.dictionaries(KEYS, VALUES, max_size=12),
+          deletes=st.lists(KEYS, max_size=3), last=st.dictionaries(KEYS, VALUES, max_size=3),
+          probes=st.lists(KEYS, max_size=4))
+    def mixed_transaction(self, first: dict[bytes, bytes], bulk: dict[bytes, bytes],
+                          deletes: list[bytes], last: dict[bytes, bytes],
+                          probes: list[bytes]) -> None:
+        """Single writes, a put_many and deletes in one transaction, read back inside it."""
+        expected = dict(self.model)
+        with self.db.transaction() as tx:
+            for k, v in first.items():
+                tx.kv.put(k, v)
+            tx.kv.put_many(list(bulk), list(bulk.values()))
+            for k in deletes:
+                tx.kv.delete(k)
+            for k, v in last.items():
+                tx.kv.put(k, v)
+            expected.update(first)
+            expected.update(bulk)
+            for k in deletes:
+                expected.pop(k, None)
+            expected.update(last)
+            for k in [*probes, *bulk, *deletes]:
+                assert tx.kv.get(k) == expected.get(k)
+            assert list(tx.kv.scan()) == sorted(expected.items())
+        self.model = expected
+
+    @rule()
+    def checkpoint(self) -> None:
+        self.db.checkpoint()
+
     @rule(key=KEYS)
     def get(self, key: bytes) -> None:
         assert self.db.kv.get(key) == self.model.get(key)
@@ -96,7 +130,7 @@ class KvAgainstDict(RuleBasedStateMachine):
             self.snapshot.close()
             self.snapshot = None
         self.db.close()
-        self.db = cm.connect(self.directory / "db", wal_segment_size=1 << 20)
+        self.db = cm.connect(self.directory / "db", **self.OPTIONS)
 
     @invariant()
     def sizes_agree(self) -> None:
@@ -107,9 +141,20 @@ class KvAgainstDict(RuleBasedStateMachine):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class KvAgainstDictBulk(KvAgainstDict):
+    """The same, with every transaction of 3 or more changes committed and replayed
+    as a sorted array layer, and reopens that replay the WAL (no checkpoint at close)."""
+
+    OPTIONS: ClassVar[dict[str, object]] = {**KvAgainstDict.OPTIONS, "bulk_changes": 3,
+                                            "checkpoint_on_close": False}
+
+
 TestKvAgainstDict = KvAgainstDict.TestCase
 TestKvAgainstDict.settings = settings(max_examples=40, stateful_step_count=40,
                                       deadline=None)
+TestKvAgainstDictBulk = KvAgainstDictBulk.TestCase
+TestKvAgainstDictBulk.settings = settings(max_examples=40, stateful_step_count=40,
+                                          deadline=None)
 
 
 def workload(db: cm.Database, acknowledged: dict[bytes, bytes | None]) -> None:

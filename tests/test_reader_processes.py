@@ -92,22 +92,53 @@ def test_two_reader_processes_follow_a_writer_process(tmp_path: Path) -> None:
         assert int(db.kv.get("seq")) == TRANSACTIONS
 
 
-def test_a_reader_process_sees_commits_made_after_it_opened(tmp_path: Path) -> None:
-    path = tmp_path / "db"
+def run_writer_process(path: Path, body: str) -> None:
+    """Run ``body`` in a new process with ``db`` open for writing on ``path``."""
+    code = f"import colibri_mm as cm\nwith cm.connect({str(path)!r}, " \
+        f"checkpoint_on_close=False) as db:\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def reader_of_new_database(path: Path) -> cm.Database:
+    """A read-only open of a new database holding ``a = 1``."""
     with cm.connect(path, create=True) as db:
         db.kv.put("a", "1")
-    reader = cm.connect(path, readonly=True)
+    return cm.connect(path, readonly=True)
+
+
+def test_a_reader_process_sees_commits_made_after_it_opened(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    reader = reader_of_new_database(path)
     try:
-        writer_code = textwrap.dedent(f"""
-            import colibri_mm as cm
-            with cm.connect({str(path)!r}) as db:
-                db.kv.put("b", "2")
-                db.checkpoint()
-                db.kv.put("c", "3")
+        run_writer_process(path, """
+            db.kv.put("b", "2")
+            db.checkpoint()
+            db.kv.put("c", "3")
         """)
-        subprocess.run([sys.executable, "-c", writer_code], check=True, timeout=120)
         assert reader.kv.get("b") == b"2"
         assert dict(reader.kv.scan()) == {b"a": b"1", b"b": b"2", b"c": b"3"}
+    finally:
+        reader.close()
+
+
+def test_a_reader_process_follows_a_bulk_commit(tmp_path: Path) -> None:
+    """A put_many reaches the reader as one sorted layer; an older snapshot of the
+    reader does not see it."""
+    path = tmp_path / "db"
+    reader = reader_of_new_database(path)
+    try:
+        old = reader.snapshot()
+        run_writer_process(path, """
+            keys = [b"k%06d" % i for i in range(3000)]
+            db.kv.put_many(keys, keys)
+            db.kv.put("a", "2")
+        """)
+        assert reader.kv.get(b"k000042") == b"k000042"
+        assert reader.kv.get("a") == b"2"
+        assert sum(1 for _ in reader.kv.scan()) == 3001
+        assert old.kv.get(b"k000042") is None
+        assert old.kv.get("a") == b"1"
+        old.close()
     finally:
         reader.close()
 

@@ -126,21 +126,29 @@ class Memtable:
             lower = chunk[-1]
             inclusive = False
 
+    def versions_in_order(self, start: bytes | None, end: bytes | None,
+                          csn: int | None) -> Iterator[tuple[bytes, bytes | None]]:
+        """(key, value or None for a delete) in ``[start, end)`` as seen at ``csn``
+        (None: the writer's view), keys without a visible version left out."""
+        for key in self.keys_in_order(start, end):
+            version = self.latest(key) if csn is None else self.visible(key, csn)
+            if version is not None:
+                yield key, version[1]
 
-def newest_entries(memtable: Memtable) -> Entries:
-    """The newest version of every key, sorted, as run entries (deletes as markers).
+    def newest_entries(self) -> Entries:
+        """The newest version of every key, sorted, as run entries (deletes as markers).
 
-    Only for a memtable no longer written to (frozen by a checkpoint).
-    """
-    keys = list(memtable.keys_in_order(None, None))
-    newest = [memtable.latest(k) for k in keys]
-    values = [v[1] if v is not None else None for v in newest]
-    kinds = np.fromiter((PUT if v is not None else DELETE for v in values), np.uint8,
-                        len(keys))
-    return Entries(kinds, _offsets([len(k) for k in keys]),
-                   np.frombuffer(b"".join(keys), np.uint8),
-                   _offsets([len(v) if v is not None else 0 for v in values]),
-                   np.frombuffer(b"".join(v for v in values if v is not None), np.uint8))
+        Only for a memtable no longer written to (frozen by a checkpoint).
+        """
+        keys = list(self.keys_in_order(None, None))
+        newest = [self.latest(k) for k in keys]
+        values = [v[1] if v is not None else None for v in newest]
+        kinds = np.fromiter((PUT if v is not None else DELETE for v in values), np.uint8,
+                            len(keys))
+        return Entries(kinds, _offsets([len(k) for k in keys]),
+                       np.frombuffer(b"".join(keys), np.uint8),
+                       _offsets([len(v) if v is not None else 0 for v in values]),
+                       np.frombuffer(b"".join(v for v in values if v is not None), np.uint8))
 
 
 def _offsets(lengths: list[int]) -> npt.NDArray[np.int64]:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptionError
+from ..kernels.merge import Entries
 
 KV_CHANGES = 1
 """WAL record type of a batch of key/value changes."""
@@ -67,6 +68,29 @@ def split_changes(keys: Sequence[bytes],
         size += item
     if start < len(keys) or not keys:
         yield start, len(keys)
+
+
+def encode_entries(entries: Entries) -> list[bytes]:
+    """Payloads of records holding sorted ``entries``, each under the size limit
+    (a single pair may exceed it), built from the arrays without per-pair objects."""
+    n = int(entries.kinds.size)
+    key_lengths = np.diff(entries.key_offsets)
+    value_lengths = np.diff(entries.value_offsets)
+    ends = np.cumsum(9 + key_lengths + value_lengths)
+    payloads = []
+    start = 0
+    while start < n:
+        before = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, before + MAX_RECORD_PAYLOAD, "right")))
+        ko, vo = entries.key_offsets, entries.value_offsets
+        payloads.append(b"".join([
+            np.uint32(stop - start).tobytes(), entries.kinds[start:stop].tobytes(),
+            key_lengths[start:stop].astype("<u4").tobytes(),
+            value_lengths[start:stop].astype("<u4").tobytes(),
+            entries.key_data[ko[start] : ko[stop]].tobytes(),
+            entries.value_data[vo[start] : vo[stop]].tobytes()]))
+        start = stop
+    return payloads
 
 
 def decode_changes(payload: npt.NDArray[np.uint8] | bytes,

@@ -25,6 +25,7 @@ from ..kernels.merge import Entries
 from ..kernels.search import SortedByteKeys
 from ..storage.catalog import ExtentRef
 from ..storage.pagefile import PageFile
+from .sorted_entries import SortedEntries
 
 MAGIC = b"COLIRUN\x00"
 _HEADER = struct.Struct("<8sQQQ")
@@ -71,8 +72,7 @@ class Run:
         self._lock = threading.Lock()
         self._ready = False
         self._verified = verified
-        self.entries: Entries
-        self._keys: SortedByteKeys
+        self._sorted: SortedEntries
 
     @property
     def size(self) -> int:
@@ -105,44 +105,32 @@ class Run:
                               view[vo : vo + 8 * (n + 1)].view("<i8"),
                               view[vd : vd + value_bytes])
             try:
-                self._keys = SortedByteKeys(entries.key_offsets, entries.key_data)
+                sorted_entries = SortedEntries(entries)
                 SortedByteKeys(entries.value_offsets, entries.value_data)
             except (ValueError, TypeError) as e:
                 raise CorruptionError(f"sorted run has inconsistent offsets ({e})",
                                       path=where,
                                       offset=extent.first * self._pages.page_size) from None
-            self.entries = entries
+            self._sorted = sorted_entries
             self._ready = True
+
+    def sorted(self) -> SortedEntries:
+        """The run's entries (zero-copy views), checked on first use."""
+        if not self._ready:
+            self._open()
+        return self._sorted
 
     def arrays(self) -> Entries:
         """The run's columns as zero-copy views."""
-        if not self._ready:
-            self._open()
-        return self.entries
+        return self.sorted().entries
 
     def get(self, key: bytes) -> tuple[int, bytes] | None:
         """(kind, value) of ``key`` in this run, or None if the run lacks it."""
-        if not self._ready:
-            self._open()
-        i = self._keys.find(key)
-        if i < 0:
-            return None
-        e = self.entries
-        return int(e.kinds[i]), e.value_data[e.value_offsets[i] : e.value_offsets[i + 1]].tobytes()
+        return self.sorted().get(key)
 
     def items(self, start: bytes | None, end: bytes | None) -> Iterator[tuple[bytes, int, bytes]]:
         """(key, kind, value) of entries with ``start <= key < end``, in order."""
-        if not self._ready:
-            self._open()
-        e = self.entries
-        i = 0 if start is None else self._keys.search(start)
-        stop = len(self._keys) if end is None else self._keys.search(end)
-        ko, kd, vo, vd = e.key_offsets, e.key_data, e.value_offsets, e.value_data
-        for j in range(i, stop):
-            yield (kd[ko[j] : ko[j + 1]].tobytes(), int(e.kinds[j]),
-                   vd[vo[j] : vo[j + 1]].tobytes())
+        return self.sorted().items(start, end)
 
     def __len__(self) -> int:
-        if not self._ready:
-            self._open()
-        return int(self.entries.kinds.size)
+        return len(self.sorted())

@@ -1,11 +1,14 @@
 """The key/value store's state: versions in memory over sorted runs on disk.
 
 A :class:`StoreVersion` is an immutable set of sources, newest first: the active
-memtable (taking new commits), memtables frozen by a checkpoint in progress, and the
-sorted runs of the last checkpoint. A snapshot pins one version together with its
+memtable (taking new commits), the *frozen layers* (memtables no longer written to
+and bulk commits held as sorted arrays, :class:`~colibri_mm.kv.batch.Batch`), and
+the sorted runs of the last checkpoint. A snapshot pins one version together with its
 CSN; a checkpoint installs new versions without disturbing pinned ones. A key's value
 is taken from the newest source that has an entry for it (a delete marker in a run,
-or a delete version in a memtable, hides older sources).
+or a delete version in a layer, hides older sources). A bulk commit freezes the
+active memtable under its batch and starts a new one, so the layers stay in commit
+order.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .batch import Batch
 from .memtable import Memtable
 from .records import DELETE
 from .run import Run
+
+Layer = Memtable | Batch
 
 
 @dataclass(frozen=True)
@@ -24,18 +30,27 @@ class StoreVersion:
     """The sources a reader consults, newest first (see the module docstring)."""
 
     active: Memtable
-    frozen: tuple[Memtable, ...]
+    frozen: tuple[Layer, ...]
     runs: tuple[Run, ...]
     checkpoint_id: int
 
-    def memtables(self) -> tuple[Memtable, ...]:
-        """Active, then frozen memtables."""
+    def layers(self) -> tuple[Layer, ...]:
+        """Active memtable, then the frozen layers, newest first."""
         return (self.active, *self.frozen)
+
+    def with_batch(self, batch: Batch) -> StoreVersion:
+        """This version with ``batch`` on top (the active memtable frozen under it)."""
+        below = (self.active, *self.frozen) if len(self.active) else self.frozen
+        return StoreVersion(Memtable(), (batch, *below), self.runs, self.checkpoint_id)
+
+    def dirty_bytes(self) -> int:
+        """Bytes of keys and values in memory, not yet in a checkpoint."""
+        return sum(layer.value_bytes for layer in self.layers())
 
     def get(self, key: bytes, csn: int | None) -> bytes | None:
         """Value of ``key`` at snapshot ``csn`` (None: the writer's newest view)."""
-        for memtable in self.memtables():
-            version = memtable.latest(key) if csn is None else memtable.visible(key, csn)
+        for layer in self.layers():
+            version = layer.latest(key) if csn is None else layer.visible(key, csn)
             if version is not None:
                 return version[1]
         for run in self.runs:
@@ -47,28 +62,39 @@ class StoreVersion:
     def scan(self, start: bytes | None, end: bytes | None,
              csn: int | None) -> Iterator[tuple[bytes, bytes]]:
         """Live pairs with ``start <= key < end`` at ``csn``, in key order."""
-        sources = [_memtable_items(m, start, end, csn, rank)
-                   for rank, m in enumerate(self.memtables())]
-        base = len(sources)
-        sources += [_run_items(run, start, end, base + i) for i, run in enumerate(self.runs)]
-        previous = None
-        for key, _, value in heapq.merge(*sources):
-            if key == previous:
-                continue
+        sources: list[Iterator[tuple[bytes, bytes | None]]] = [
+            layer.versions_in_order(start, end, csn) for layer in self.layers()]
+        sources += [_run_items(run, start, end) for run in self.runs]
+        yield from newest_by_key(sources)
+
+
+def newest_by_key(sources: list[Iterator[tuple[bytes, bytes | None]]],
+                  ) -> Iterator[tuple[bytes, bytes]]:
+    """Merge ordered ``(key, value or None)`` sources given newest first: per key the
+    newest source's entry wins, and keys whose winner is a delete are left out."""
+    for key, value in newest_by_key_with_deletes(sources):
+        if value is not None:
+            yield key, value
+
+
+def newest_by_key_with_deletes(sources: list[Iterator[tuple[bytes, bytes | None]]],
+                               ) -> Iterator[tuple[bytes, bytes | None]]:
+    """Like :func:`newest_by_key`, but a delete winning is yielded as ``(key, None)``."""
+    ranked = [_ranked(source, rank) for rank, source in enumerate(sources)]
+    previous = None
+    for key, _, value in heapq.merge(*ranked):
+        if key != previous:
             previous = key
-            if value is not None:
-                yield key, value
+            yield key, value
 
 
-def _memtable_items(memtable: Memtable, start: bytes | None, end: bytes | None,
-                    csn: int | None, rank: int) -> Iterator[tuple[bytes, int, bytes | None]]:
-    for key in memtable.keys_in_order(start, end):
-        version = memtable.latest(key) if csn is None else memtable.visible(key, csn)
-        if version is not None:
-            yield key, rank, version[1]
+def _ranked(source: Iterator[tuple[bytes, bytes | None]],
+            rank: int) -> Iterator[tuple[bytes, int, bytes | None]]:
+    for key, value in source:
+        yield key, rank, value
 
 
-def _run_items(run: Run, start: bytes | None, end: bytes | None,
-               rank: int) -> Iterator[tuple[bytes, int, bytes | None]]:
+def _run_items(run: Run, start: bytes | None,
+               end: bytes | None) -> Iterator[tuple[bytes, bytes | None]]:
     for key, kind, value in run.items(start, end):
-        yield key, rank, (value if kind != DELETE else None)
+        yield key, (value if kind != DELETE else None)

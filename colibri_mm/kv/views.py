@@ -4,19 +4,21 @@
   one snapshot's CSN.
 - :class:`KvTransactionView` reads the writer's view (its own uncommitted writes
   first, then the newest committed entries) and buffers writes in the
-  transaction's write set.
+  transaction's :class:`~colibri_mm.kv.writeset.WriteSet` (a large ``put_many``
+  as sorted arrays, see :mod:`colibri_mm.kv.batch`).
 - ``db.kv`` (in ``colibri_mm.database``) wraps each call in its own snapshot or
   transaction.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .batch import entries_from_arrow, entries_from_lists
 from .keys import as_bytes, scan_bounds
-from .store import StoreVersion
+from .store import StoreVersion, newest_by_key
+from .writeset import WriteSet
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -48,7 +50,7 @@ class KvSnapshotView:
 class KvTransactionView:
     """Key/value access inside a write transaction."""
 
-    def __init__(self, current: Callable[[], StoreVersion], writes: dict[bytes, bytes | None],
+    def __init__(self, current: Callable[[], StoreVersion], writes: WriteSet,
                  options: Options, check_writable: Callable[[], None]) -> None:
         self._current = current
         self._writes = writes
@@ -62,20 +64,21 @@ class KvTransactionView:
         """The value of ``key`` as this transaction sees it, or None."""
         self._check_writable()
         k = self._key(key)
-        if k in self._writes:
-            return self._writes[k]
+        written, value = self._writes.get(k)
+        if written:
+            return value
         return self._current().get(k, None)
 
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value``."""
         self._check_writable()
         k = self._key(key)
-        self._writes[k] = as_bytes(value, "value", self._options.max_value_size)
+        self._writes.put(k, as_bytes(value, "value", self._options.max_value_size))
 
     def delete(self, key: Any) -> bool:
         """Delete ``key``; True if it existed."""
         existed = self.get(key) is not None
-        self._writes[self._key(key)] = None
+        self._writes.put(self._key(key), None)
         return existed
 
     def put_many(self, keys: Any, values: Any) -> int:
@@ -84,19 +87,26 @@ class KvTransactionView:
         Everything is validated before anything is written; returns the count.
         """
         self._check_writable()
+        max_key = self._options.max_key_size
+        max_value = self._options.max_value_size
+        bulk = self._options.bulk_changes
+        if _is_arrow(keys) and _is_arrow(values) and len(keys) >= bulk:
+            entries = entries_from_arrow(keys, values, max_key, max_value)
+            self._writes.add_sorted(entries)
+            return len(keys)
         key_list = _as_list(keys, "keys")
         value_list = _as_list(values, "values")
         if len(key_list) != len(value_list):
             raise ValueError(f"put_many got {len(key_list)} keys and {len(value_list)} values")
-        max_key = self._options.max_key_size
-        max_value = self._options.max_value_size
-        if _all_bytes_within(key_list, max_key) and _all_bytes_within(value_list, max_value):
-            self._writes.update(zip(key_list, value_list, strict=True))
-            return len(key_list)
-        pairs = {}
-        for i, (k, v) in enumerate(zip(key_list, value_list, strict=True)):
-            pairs[as_bytes(k, f"keys[{i}]", max_key)] = as_bytes(v, f"values[{i}]", max_value)
-        self._writes.update(pairs)
+        if not (_all_bytes_within(key_list, max_key) and
+                _all_bytes_within(value_list, max_value)):
+            key_list = [as_bytes(k, f"keys[{i}]", max_key) for i, k in enumerate(key_list)]
+            value_list = [as_bytes(v, f"values[{i}]", max_value)
+                          for i, v in enumerate(value_list)]
+        if len(key_list) >= bulk:
+            self._writes.add_sorted(entries_from_lists(key_list, value_list))
+        else:
+            self._writes.update(dict(zip(key_list, value_list, strict=True)))
         return len(key_list)
 
     def scan(self, start: Any = None, end: Any = None,
@@ -104,17 +114,21 @@ class KvTransactionView:
         """Ordered pairs as this transaction sees them (its own writes included)."""
         self._check_writable()
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
-        own = sorted((k, v) for k, v in self._writes.items()
-                     if (low is None or k >= low) and (high is None or k < high))
-        committed = ((k, v) for k, v in self._current().scan(low, high, None)
-                     if k not in self._writes)
-        yield from heapq.merge(((k, v) for k, v in own if v is not None), committed)
+        own = self._writes.items(low, high)
+        committed = ((k, v) for k, v in self._current().scan(low, high, None))
+        yield from newest_by_key([own, committed])
 
 
 def _all_bytes_within(items: Sequence[Any], limit: int) -> bool:
     """Fast path of put_many: every item is ``bytes`` and none is over ``limit``."""
     return all(type(item) is bytes for item in items) and \
         max(map(len, items), default=0) <= limit
+
+
+def _is_arrow(items: Any) -> bool:
+    """An Arrow array or chunked array (checked without importing pyarrow)."""
+    return type(items).__module__.split(".")[0] == "pyarrow" and (
+        hasattr(items, "buffers") or hasattr(items, "combine_chunks"))
 
 
 def _as_list(items: Any, what: str) -> Sequence[Any]:

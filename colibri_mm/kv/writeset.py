@@ -1,0 +1,97 @@
+"""A write transaction's uncommitted key/value changes.
+
+Changes are kept in layers, oldest first: dicts of single writes (``put``,
+``delete``) and sorted arrays of bulk writes (``put_many`` of at least
+``bulk_changes`` pairs, never turned into Python objects). A
+read looks at the newest layer first. At commit, :meth:`WriteSet.resolve` gives the
+whole set either as one dict (a small transaction: the memtable path) or as one sorted
+:class:`~colibri_mm.kernels.merge.Entries` (the bulk path), later writes winning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..kernels.merge import Entries, merge
+from .batch import entries_from_lists
+from .records import DELETE, PUT
+from .sorted_entries import SortedEntries
+from .store import newest_by_key_with_deletes
+
+Changes = dict[bytes, bytes | None]
+
+
+class WriteSet:
+    """Uncommitted changes of one transaction (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._layers: list[Changes | SortedEntries] = []
+
+    def _top(self) -> Changes:
+        top = self._layers[-1] if self._layers else None
+        if not isinstance(top, dict):
+            top = {}
+            self._layers.append(top)
+        return top
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        """Record ``key -> value`` (None: delete)."""
+        self._top()[key] = value
+
+    def update(self, changes: Changes) -> None:
+        """Record every pair of ``changes``."""
+        self._top().update(changes)
+
+    def add_sorted(self, entries: Entries) -> None:
+        """Record bulk changes already sorted with distinct keys."""
+        self._layers.append(SortedEntries(entries))
+
+    def get(self, key: bytes) -> tuple[bool, bytes | None]:
+        """(written by this transaction?, value or None for a delete)."""
+        for layer in reversed(self._layers):
+            if isinstance(layer, dict):
+                if key in layer:
+                    return True, layer[key]
+            else:
+                hit = layer.get(key)
+                if hit is not None:
+                    return True, (hit[1] if hit[0] == PUT else None)
+        return False, None
+
+    def items(self, start: bytes | None,
+              end: bytes | None) -> Iterator[tuple[bytes, bytes | None]]:
+        """This transaction's changes in ``[start, end)`` in key order, newest winning
+        (None for deletes)."""
+        sources = []
+        for layer in reversed(self._layers):
+            if isinstance(layer, dict):
+                sources.append(iter(sorted(
+                    (k, v) for k, v in layer.items()
+                    if (start is None or k >= start) and (end is None or k < end))))
+            else:
+                sources.append((k, v if kind == PUT else None)
+                               for k, kind, v in layer.items(start, end))
+        return newest_by_key_with_deletes(sources)
+
+    def __bool__(self) -> bool:
+        return any(len(layer) for layer in self._layers)
+
+    def resolve(self, bulk_changes: int) -> Changes | Entries:
+        """Every change: a dict when there was no bulk write and fewer than
+        ``bulk_changes`` changes, else sorted entries."""
+        if len(self._layers) <= 1:
+            only = self._layers[0] if self._layers else {}
+            if isinstance(only, dict) and len(only) < bulk_changes:
+                return only
+        merged: Entries | None = None
+        for layer in self._layers:
+            if isinstance(layer, dict):
+                if not layer:
+                    continue
+                entries = entries_from_lists(list(layer), list(layer.values()))
+            else:
+                entries = layer.entries
+            merged = entries if merged is None else merge(
+                entries, merged, delete_kind=DELETE, drop_deletes=False)
+        assert merged is not None
+        return merged
