@@ -24,13 +24,14 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kv.batch import Batch
 from .kv.keys import as_bytes
 from .kv.memtable import Memtable
-from .kv.records import KV_CHANGES, encode_changes, encode_entries, split_changes
+from .kv.records import KV_CHANGES, encode_changes, encode_entries, record_bounds, split_changes
 from .kv.store import StoreVersion
 from .kv.wal_apply import WalApplier
 from .kv.writeset import WriteSet
@@ -337,7 +338,10 @@ class Database:
                 active = self._clock.state.active
                 active.apply(csn, changes, self._clock.horizon())
             else:
-                batch = _wal_batch(encode_entries(changes), csn)
+                bounds = record_bounds(changes)
+                payload, offsets = encode_entries(changes, bounds,
+                                                  encode_commit(csn, len(bounds)))
+                batch = WalBatch(payload, offsets, _record_types(len(bounds)), csn)
                 with self._install_lock:
                     self._clock.install(self._clock.state.with_batch(Batch(csn, changes)))
             ticket = writer.submit(batch)
@@ -561,14 +565,19 @@ def _change_payloads(writes: dict[bytes, bytes | None]) -> list[bytes]:
 
 def _wal_batch(payloads: list[bytes], csn: int) -> WalBatch:
     """A transaction's WAL records: its change records, then its COMMIT."""
+    types = _record_types(len(payloads))
     payloads.append(encode_commit(csn, len(payloads)))
     offsets = np.array([0, *itertools.accumulate(map(len, payloads))], np.int64)
-    if len(payloads) == 2:
-        types = _ONE_RECORD_AND_COMMIT
-    else:
-        types = np.full(len(payloads), KV_CHANGES, np.uint8)
-        types[-1] = COMMIT
     return WalBatch(np.frombuffer(b"".join(payloads), np.uint8), offsets, types, csn)
+
+
+def _record_types(change_records: int) -> npt.NDArray[np.uint8]:
+    """WAL record types of a transaction: its change records, then its COMMIT."""
+    if change_records == 1:
+        return _ONE_RECORD_AND_COMMIT
+    types = np.full(change_records + 1, KV_CHANGES, np.uint8)
+    types[-1] = COMMIT
+    return types
 
 
 _ONE_RECORD_AND_COMMIT = np.array([KV_CHANGES, COMMIT], np.uint8)

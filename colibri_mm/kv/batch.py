@@ -14,6 +14,7 @@ The builders take keys and values from Python lists, from Arrow binary arrays
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -79,7 +80,8 @@ def entries_from_slices(kinds: npt.NDArray[np.uint8], keys: Slices, values: Slic
 
 
 def entries_from_lists(keys: Sequence[bytes], values: Sequence[bytes | None]) -> Entries:
-    """Sorted entries of ``keys[i] -> values[i]`` (None: delete); checked by the caller."""
+    """Sorted entries of ``keys[i] -> values[i]`` (None: delete), every one ``bytes``
+    already checked against the limits."""
     deletes = values.count(None) if isinstance(values, list) else sum(
         v is None for v in values)
     if deletes:
@@ -88,15 +90,27 @@ def entries_from_lists(keys: Sequence[bytes], values: Sequence[bytes | None]) ->
         values = [v if v is not None else b"" for v in values]
     else:
         kinds = np.full(len(values), PUT, np.uint8)
-    return entries_from_slices(kinds, _list_slices(keys), _list_slices(values))  # type: ignore[arg-type]
+    key_slices = list_slices(keys, "keys", sys.maxsize)
+    value_slices = list_slices(values, "values", sys.maxsize)
+    assert key_slices is not None and value_slices is not None
+    return entries_from_slices(kinds, key_slices, value_slices)
 
 
-def _list_slices(items: Sequence[bytes]) -> Slices:
-    lengths = np.fromiter(map(len, items), np.int64, len(items))
+def list_slices(items: Sequence[object], what: str, limit: int) -> Slices | None:
+    """A list of ``bytes`` as slices of one joined buffer, or None if some item is of
+    another type (the caller converts them one by one). Raises :class:`LimitError`
+    naming the first item over ``limit`` bytes. Every step runs in C."""
+    if not set(map(type, items)) <= {bytes}:
+        return None
+    lengths = np.fromiter(map(len, items), np.int64, len(items))  # type: ignore[arg-type]
+    if lengths.size and int(lengths.max()) > limit:
+        first = int(np.argmax(lengths > limit))
+        raise LimitError(f"{what}[{first}] of {int(lengths[first])} bytes exceeds the limit "
+                         f"of {limit} bytes")
     starts = np.zeros(len(items), np.int64)
     if len(items) > 1:
         np.cumsum(lengths[:-1], out=starts[1:])
-    return starts, lengths, np.frombuffer(b"".join(items), np.uint8)
+    return starts, lengths, np.frombuffer(b"".join(items), np.uint8)  # type: ignore[arg-type]
 
 
 def entries_from_arrow(keys: Any, values: Any, max_key: int, max_value: int) -> Entries:

@@ -70,27 +70,44 @@ def split_changes(keys: Sequence[bytes],
         yield start, len(keys)
 
 
-def encode_entries(entries: Entries) -> list[bytes]:
-    """Payloads of records holding sorted ``entries``, each under the size limit
-    (a single pair may exceed it), built from the arrays without per-pair objects."""
+def record_bounds(entries: Entries) -> list[tuple[int, int]]:
+    """Ranges ``[i, j)`` of sorted ``entries``, each encodable under the record size
+    limit (a single pair may exceed it)."""
     n = int(entries.kinds.size)
-    key_lengths = np.diff(entries.key_offsets)
-    value_lengths = np.diff(entries.value_offsets)
-    ends = np.cumsum(9 + key_lengths + value_lengths)
-    payloads = []
+    ends = np.cumsum(9 + np.diff(entries.key_offsets) + np.diff(entries.value_offsets))
+    bounds = []
     start = 0
     while start < n:
         before = int(ends[start - 1]) if start else 0
         stop = max(start + 1, int(np.searchsorted(ends, before + MAX_RECORD_PAYLOAD, "right")))
-        ko, vo = entries.key_offsets, entries.value_offsets
-        payloads.append(b"".join([
-            np.uint32(stop - start).tobytes(), entries.kinds[start:stop].tobytes(),
-            key_lengths[start:stop].astype("<u4").tobytes(),
-            value_lengths[start:stop].astype("<u4").tobytes(),
-            entries.key_data[ko[start] : ko[stop]].tobytes(),
-            entries.value_data[vo[start] : vo[stop]].tobytes()]))
+        bounds.append((start, stop))
         start = stop
-    return payloads
+    return bounds
+
+
+def encode_entries(entries: Entries, bounds: list[tuple[int, int]],
+                   last_record: bytes) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """One buffer holding a record per range of ``bounds`` over sorted ``entries``,
+    then ``last_record`` as is (a transaction's COMMIT); and the record offsets.
+    Built from the arrays with numpy copies, without an object per pair."""
+    ko, vo = entries.key_offsets, entries.value_offsets
+    sizes = [4 + 9 * (j - i) + int(ko[j] - ko[i] + vo[j] - vo[i]) for i, j in bounds]
+    offsets = np.zeros(len(bounds) + 2, np.int64)
+    np.cumsum([*sizes, len(last_record)], out=offsets[1:])
+    buffer = np.empty(int(offsets[-1]), np.uint8)
+    for (i, j), at in zip(bounds, offsets.tolist(), strict=False):
+        n = j - i
+        buffer[at : at + 4] = np.array([n], "<u4").view(np.uint8)
+        buffer[at + 4 : at + 4 + n] = entries.kinds[i:j]
+        buffer[at + 4 + n : at + 4 + 5 * n] = np.diff(ko[i : j + 1]).astype("<u4").view(np.uint8)
+        buffer[at + 4 + 5 * n : at + 4 + 9 * n] = \
+            np.diff(vo[i : j + 1]).astype("<u4").view(np.uint8)
+        keys_at = at + 4 + 9 * n
+        values_at = keys_at + int(ko[j] - ko[i])
+        buffer[keys_at:values_at] = entries.key_data[ko[i] : ko[j]]
+        buffer[values_at : values_at + int(vo[j] - vo[i])] = entries.value_data[vo[i] : vo[j]]
+    buffer[int(offsets[-2]) :] = np.frombuffer(last_record, np.uint8)
+    return buffer, offsets
 
 
 def decode_changes(payload: npt.NDArray[np.uint8] | bytes,

@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .batch import entries_from_arrow, entries_from_lists
+import numpy as np
+
+from .batch import entries_from_arrow, entries_from_slices, list_slices
 from .keys import as_bytes, scan_bounds
+from .records import PUT
 from .store import StoreVersion, newest_by_key
 from .writeset import WriteSet
 
@@ -98,15 +101,21 @@ class KvTransactionView:
         value_list = _as_list(values, "values")
         if len(key_list) != len(value_list):
             raise ValueError(f"put_many got {len(key_list)} keys and {len(value_list)} values")
-        if not (_all_bytes_within(key_list, max_key) and
-                _all_bytes_within(value_list, max_value)):
-            key_list = [as_bytes(k, f"keys[{i}]", max_key) for i, k in enumerate(key_list)]
-            value_list = [as_bytes(v, f"values[{i}]", max_value)
-                          for i, v in enumerate(value_list)]
         if len(key_list) >= bulk:
-            self._writes.add_sorted(entries_from_lists(key_list, value_list))
-        else:
-            self._writes.update(dict(zip(key_list, value_list, strict=True)))
+            key_slices = list_slices(key_list, "keys", max_key)
+            value_slices = list_slices(value_list, "values", max_value)
+            if key_slices is None:
+                key_slices = list_slices(_converted(key_list, "keys", max_key), "keys", max_key)
+            if value_slices is None:
+                value_slices = list_slices(_converted(value_list, "values", max_value),
+                                           "values", max_value)
+            assert key_slices is not None and value_slices is not None
+            self._writes.add_sorted(entries_from_slices(
+                np.full(len(key_list), PUT, np.uint8), key_slices, value_slices))
+            return len(key_list)
+        self._writes.update(dict(zip(_converted(key_list, "keys", max_key),
+                                     _converted(value_list, "values", max_value),
+                                     strict=True)))
         return len(key_list)
 
     def scan(self, start: Any = None, end: Any = None,
@@ -119,10 +128,12 @@ class KvTransactionView:
         yield from newest_by_key([own, committed])
 
 
-def _all_bytes_within(items: Sequence[Any], limit: int) -> bool:
-    """Fast path of put_many: every item is ``bytes`` and none is over ``limit``."""
-    return all(type(item) is bytes for item in items) and \
-        max(map(len, items), default=0) <= limit
+def _converted(items: Sequence[Any], what: str, limit: int) -> list[bytes]:
+    """Every item as ``bytes`` (``str`` encoded), each checked against ``limit``."""
+    if all(type(item) is bytes for item in items) and \
+            max(map(len, items), default=0) <= limit:
+        return list(items)
+    return [as_bytes(item, f"{what}[{i}]", limit) for i, item in enumerate(items)]
 
 
 def _is_arrow(items: Any) -> bool:

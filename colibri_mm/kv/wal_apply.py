@@ -12,15 +12,17 @@ hold an older CSN see none of them, since the caller publishes after the flush.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import CorruptionError
 from ..kernels.changes import BadRecordError
+from ..kernels.merge import Entries, merge
 from ..txn.replay import CommittedTransaction
 from .batch import Batch, entries_from_records
-from .records import KV_CHANGES, decode_changes
+from .records import DELETE, KV_CHANGES, decode_changes
 from .store import StoreVersion
 
 FLUSH_BYTES = 64 << 20
@@ -45,13 +47,14 @@ class WalApplier:
 
     def add(self, tx: CommittedTransaction) -> None:
         """Take one committed transaction (the assembler's callback)."""
-        for record_type, payload in tx.records:
-            if record_type != KV_CHANGES:
-                raise CorruptionError(f"WAL record of unknown type {record_type} in the "
+        for record in tx.records:
+            if record.type != KV_CHANGES:
+                raise CorruptionError(f"WAL record of unknown type {record.type} in the "
                                       f"transaction committed at LSN {tx.commit_lsn}")
-            self._bytes += payload.size
-            if payload.size >= 4:
-                self._changes += int(payload[:4].view("<u4")[0])
+            self._bytes += record.end - record.start
+            if record.end - record.start >= 4:
+                self._changes += int.from_bytes(
+                    record.buffer[record.start : record.start + 4].tobytes(), "little")
         self._pending.append(tx)
         if self._bytes >= FLUSH_BYTES:
             self.flush()
@@ -72,22 +75,45 @@ class WalApplier:
 
     def _apply_to_memtable(self, tx: CommittedTransaction) -> None:
         changes: dict[bytes, bytes | None] = {}
-        for _, payload in tx.records:
-            keys, values = decode_changes(payload, f"the transaction committed at LSN "
-                                                   f"{tx.commit_lsn}")
+        for record in tx.records:
+            keys, values = decode_changes(record.payload, f"the transaction committed at "
+                                                          f"LSN {tx.commit_lsn}")
             changes.update(zip(keys, values, strict=True))
         horizon = self._horizon() if self._horizon is not None else tx.csn
         self.version.active.apply(tx.csn, changes, horizon)
 
     def _apply_as_batch(self, pending: list[CommittedTransaction]) -> None:
-        payloads = [payload for tx in pending for _, payload in tx.records]
-        commit_lsns = [tx.commit_lsn for tx in pending for _ in tx.records]
-        sizes = np.fromiter((p.size for p in payloads), np.int64, len(payloads))
-        ends = np.cumsum(sizes)
-        buffer = np.concatenate(payloads) if payloads else np.empty(0, np.uint8)
-        try:
-            entries = entries_from_records(buffer, ends - sizes, ends)
-        except BadRecordError as e:
-            raise CorruptionError(f"key/value record {e.reason} in the transaction "
-                                  f"committed at LSN {commit_lsns[e.record]}") from None
-        self.version = self.version.with_batch(Batch(pending[-1].csn, entries))
+        """Decode, sort and install every pending record as one batch. Records are
+        decoded where they lie: one kernel call per buffer they share (a WAL
+        segment), the results merged, later buffers winning."""
+        merged: Entries | None = None
+        for buffer, starts, ends, commit_lsns in _by_buffer(pending):
+            try:
+                entries = entries_from_records(buffer, starts, ends)
+            except BadRecordError as e:
+                raise CorruptionError(f"key/value record {e.reason} in the transaction "
+                                      f"committed at LSN {commit_lsns[e.record]}") from None
+            merged = entries if merged is None else merge(
+                entries, merged, delete_kind=DELETE, drop_deletes=False)
+        assert merged is not None
+        self.version = self.version.with_batch(Batch(pending[-1].csn, merged))
+
+
+def _by_buffer(pending: list[CommittedTransaction]) -> Iterator[
+        tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], list[int]]]:
+    """Runs of consecutive records sharing a buffer: (buffer, starts, ends, commit LSNs)."""
+    buffer: npt.NDArray[np.uint8] | None = None
+    starts: list[int] = []
+    ends: list[int] = []
+    lsns: list[int] = []
+    for tx in pending:
+        for record in tx.records:
+            if record.buffer is not buffer:
+                if buffer is not None:
+                    yield buffer, np.array(starts, np.int64), np.array(ends, np.int64), lsns
+                buffer, starts, ends, lsns = record.buffer, [], [], []
+            starts.append(record.start)
+            ends.append(record.end)
+            lsns.append(tx.commit_lsn)
+    if buffer is not None:
+        yield buffer, np.array(starts, np.int64), np.array(ends, np.int64), lsns

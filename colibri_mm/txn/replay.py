@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -29,14 +30,29 @@ def encode_commit(csn: int, record_count: int) -> bytes:
     return _COMMIT.pack(csn, record_count)
 
 
+class Record(NamedTuple):
+    """A change record read back from the WAL: its payload is
+    ``buffer[start:end]`` (``buffer`` is shared by the records decoded together)."""
+
+    type: int
+    buffer: npt.NDArray[np.uint8]
+    start: int
+    end: int
+
+    @property
+    def payload(self) -> npt.NDArray[np.uint8]:
+        """The payload bytes (a view)."""
+        return self.buffer[self.start : self.end]
+
+
 @dataclass
 class CommittedTransaction:
     """A transaction read back from the WAL: its CSN, the LSN of its COMMIT, and its
-    change records as (record type, payload) pairs."""
+    change records."""
 
     csn: int
     commit_lsn: int
-    records: list[tuple[int, npt.NDArray[np.uint8]]]
+    records: list[Record]
 
 
 class TransactionAssembler:
@@ -47,7 +63,7 @@ class TransactionAssembler:
         self._apply = apply
         self._limit_lsn = limit_lsn
         self._stopped = False
-        self._pending: list[tuple[int, int, npt.NDArray[np.uint8]]] = []
+        self._pending: list[tuple[int, Record]] = []
         self.transactions = 0
         self.dropped_transactions = 0
         self.last_csn = 0
@@ -64,21 +80,22 @@ class TransactionAssembler:
         offsets = decoded.offsets.tolist()
         types = decoded.types.tolist()
         lsns = decoded.lsns.tolist()
+        buffer = decoded.payload
         for i in range(first, len(types) if stop is None else stop):
-            payload = decoded.payload[offsets[i] : offsets[i + 1]]
             if types[i] == COMMIT:
                 if self._limit_lsn is not None and lsns[i] > self._limit_lsn:
                     self._stopped = True
                     self._pending = []
                     return
-                self._commit(lsns[i], payload)
+                self._commit(lsns[i], buffer[offsets[i] : offsets[i + 1]])
             else:
                 if self._pending and self._pending[-1][0] + 1 != lsns[i]:
                     self._drop_pending()
-                self._pending.append((lsns[i], types[i], payload))
+                self._pending.append((lsns[i], Record(types[i], buffer, offsets[i],
+                                                      offsets[i + 1])))
 
     def _commit(self, lsn: int, payload: npt.NDArray[np.uint8]) -> None:
-        csn, count = _COMMIT.unpack(bytes(payload))
+        csn, count = _COMMIT.unpack(payload.tobytes())
         pending = self._pending
         if len(pending) > count:
             # Change records of an earlier transaction that never got its COMMIT (a
@@ -88,7 +105,7 @@ class TransactionAssembler:
         whole = len(pending) == count and (not pending or (
             pending[-1][0] + 1 == lsn and pending[0][0] + count == lsn))
         if whole:
-            self._apply(CommittedTransaction(csn, lsn, [(t, p) for _, t, p in pending]))
+            self._apply(CommittedTransaction(csn, lsn, [record for _, record in pending]))
             self.transactions += 1
             self.last_csn = csn
             self.last_commit_lsn = lsn
