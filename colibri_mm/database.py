@@ -168,7 +168,7 @@ class Database:
         if self.options.readonly and self._readers is not None:
             limit = self._readers.published_lsn()
         applier = WalApplier(self._clock.state, None, self.options.bulk_changes)
-        assembler = TransactionAssembler(applier.add, limit)
+        assembler = TransactionAssembler(applier, limit)
         reader = WalReader(self._fs, self.path / WAL_DIR, self._meta.database_id,
                            self.options.recovery)
         started = time.perf_counter()
@@ -222,7 +222,7 @@ class Database:
         assert self._readers is not None and self._follower is not None
         applier = WalApplier(self._clock.state, self._clock.horizon,
                              self.options.bulk_changes)
-        assembler = TransactionAssembler(applier.add)
+        assembler = TransactionAssembler(applier)
         self._follower.poll(assembler, self._readers.published_lsn())
         applier.flush()
         if applier.version is not self._clock.state:
@@ -242,7 +242,7 @@ class Database:
                                           meta.checkpoint_id), self._clock.horizon,
                              self.options.bulk_changes)
         follower = WalFollower(self._fs, self.path / WAL_DIR, meta.checkpoint_lsn)
-        assembler = TransactionAssembler(applier.add)
+        assembler = TransactionAssembler(applier)
         follower.poll(assembler, self._readers.published_lsn())
         applier.flush()
         self._clock.assigned = max(self._clock.assigned, meta.checkpoint_csn,

@@ -181,6 +181,14 @@ def _strictly_increasing(starts: Any, lengths: Any, buffer: Any) -> bool:
 
 
 @kernel
+def _within(starts: Any, lengths: Any, size: int) -> bool:
+    for i in range(starts.size):
+        if starts[i] < 0 or lengths[i] < 0 or starts[i] + lengths[i] > size:
+            return False
+    return True
+
+
+@kernel
 def _gather(starts: Any, lengths: Any, buffer: Any, indices: Any) -> Any:
     n = indices.size
     offsets = np.empty(n + 1, np.int64)
@@ -190,9 +198,9 @@ def _gather(starts: Any, lengths: Any, buffer: Any, indices: Any) -> Any:
     data = np.empty(offsets[n], np.uint8)
     for i in range(n):
         source = starts[indices[i]]
+        length = lengths[indices[i]]
         target = offsets[i]
-        for k in range(lengths[indices[i]]):
-            data[target + k] = buffer[source + k]
+        data[target : target + length] = buffer[source : source + length]
     return offsets, data
 
 
@@ -206,7 +214,7 @@ def _slices(starts: Any, lengths: Any, buffer: Any) -> tuple[npt.NDArray[np.int6
         raise ValueError("starts and lengths must be 1-D arrays of the same size")
     if b.ndim != 1 or b.dtype != np.uint8:
         raise TypeError("buffer must be a 1-D uint8 array")
-    if s.size and (s.min() < 0 or n.min() < 0 or int((s + n).max()) > b.size):
+    if not _within(s, n, b.size):
         raise ValueError(f"slices must lie within the buffer ({b.size} bytes)")
     return s, n, b
 
