@@ -153,6 +153,16 @@ def _bytes_one(offsets: Any, data: Any, key: Any, right: bool) -> int:
     return lo
 
 
+@kernel
+def _bytes_find(offsets: Any, data: Any, key: Any) -> int:
+    """Position of a row equal to ``key``, or -1 (one call: search and compare)."""
+    position = _bytes_one(offsets, data, key, False)
+    if position < offsets.size - 1 and _compare_bytes(
+            data, offsets[position], offsets[position + 1], key, 0, key.size) == 0:
+        return position
+    return -1
+
+
 def _check_side(side: str) -> bool:
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
@@ -332,11 +342,8 @@ class SortedByteKeys:
 
     def find(self, key: bytes) -> int:
         """Position of a key equal to ``key``, or -1."""
-        probe = np.frombuffer(key, np.uint8)
-        position = int(_bytes_one(self.offsets, self.data, probe, False))
-        if position < len(self) and self.key(position) == key:
-            return position
-        return -1
+        position: int = _bytes_find(self.offsets, self.data, np.frombuffer(key, np.uint8))
+        return position
 
     def key(self, i: int) -> bytes:
         """Key ``i`` as bytes."""

@@ -28,7 +28,8 @@ class SortedEntries:
         if i < 0:
             return None
         e = self.entries
-        return int(e.kinds[i]), e.value_data[e.value_offsets[i] : e.value_offsets[i + 1]].tobytes()
+        start, end = e.value_offsets[i : i + 2].tolist()
+        return int(e.kinds[i]), e.value_data[start:end].tobytes()
 
     def items(self, start: bytes | None, end: bytes | None) -> Iterator[tuple[bytes, int, bytes]]:
         """(key, kind, value) of entries with ``start <= key < end``, in order."""
