@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
+from .kernels.merge import Entries
 from .kv.batch import Batch
 from .kv.keys import as_bytes
 from .kv.memtable import Memtable
@@ -46,12 +47,15 @@ from .txn.replay import COMMIT, TransactionAssembler, encode_commit
 from .txn.writer_lock import ProcessWriteLock
 from .wal.follower import WalFollower
 from .wal.reader import ReplayReport, WalReader
-from .wal.writer import WalBatch, WalPosition, WalWriter
+from .wal.writer import SmallWalBatch, WalBatch, WalPosition, WalWriter
 
 log = logging.getLogger("colibri_mm")
 WAL_DIR = "wal"
 SWEEP_EVERY = 4096
 """Commits between sweeps of deleted keys out of the version store."""
+SMALL_RECORD = 4096
+"""Change records up to this size are framed without numpy when their group fits
+in the current WAL block (see ``SmallWalBatch``)."""
 MAX_FROZEN_LAYERS = 8
 """A checkpoint is wanted once this many frozen layers (bulk commits, memtables
 frozen under them) are in memory: every read consults each layer."""
@@ -323,20 +327,30 @@ class Database:
 
     def _commit(self, writes: WriteSet) -> None:
         """Commit a transaction's write set (called with the write mutex held)."""
+        if not writes:
+            self._end_transaction()
+            return
+        try:
+            changes = writes.resolve(self.options.bulk_changes)
+        except BaseException:
+            self._end_transaction()
+            raise
+        self._commit_changes(changes)
+
+    def _commit_changes(self, changes: dict[bytes, bytes | None] | Entries) -> None:
+        """Commit resolved changes (called with the write mutex held, which it releases
+        before waiting for durability)."""
         writer = self._writer
         assert writer is not None
         try:
-            if not writes:
-                return
-            changes = writes.resolve(self.options.bulk_changes)
             csn = self._clock.next_csn()
             # Versions first, then the WAL queue: once queued, another committer's
             # group may publish this CSN, and by then every version must be in place.
             # (If submit fails the writer has failed: nothing is published any more.)
             if isinstance(changes, dict):
-                batch = _wal_batch(_change_payloads(changes), csn)
+                batch = _wal_batch(changes, csn)
                 active = self._clock.state.active
-                active.apply(csn, changes, self._clock.horizon())
+                active.apply(csn, changes, self._clock.horizon)
             else:
                 bounds = record_bounds(changes)
                 payload, offsets = encode_entries(changes, bounds,
@@ -556,17 +570,20 @@ class Database:
         return f"<colibri_mm.Database {str(self.path)!r} {state}>"
 
 
-def _change_payloads(writes: dict[bytes, bytes | None]) -> list[bytes]:
-    """Change record payloads of a transaction's write set."""
+def _wal_batch(writes: dict[bytes, bytes | None], csn: int) -> SmallWalBatch | WalBatch:
+    """A transaction's WAL records: its change records, then its COMMIT."""
     keys = list(writes)
     values = list(writes.values())
-    return [encode_changes(keys[i:j], values[i:j]) for i, j in split_changes(keys, values)]
-
-
-def _wal_batch(payloads: list[bytes], csn: int) -> WalBatch:
-    """A transaction's WAL records: its change records, then its COMMIT."""
+    if len(keys) == 1:
+        payloads = [encode_changes(keys, values)]
+    else:
+        payloads = [encode_changes(keys[i:j], values[i:j])
+                    for i, j in split_changes(keys, values)]
+    commit = encode_commit(csn, len(payloads))
+    if len(payloads) == 1 and len(payloads[0]) <= SMALL_RECORD:
+        return SmallWalBatch([(KV_CHANGES, payloads[0]), (COMMIT, commit)], csn)
     types = _record_types(len(payloads))
-    payloads.append(encode_commit(csn, len(payloads)))
+    payloads.append(commit)
     offsets = np.array([0, *itertools.accumulate(map(len, payloads))], np.int64)
     return WalBatch(np.frombuffer(b"".join(payloads), np.uint8), offsets, types, csn)
 
@@ -593,11 +610,11 @@ class DatabaseKv:
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value`` and commit."""
         options = self._db.options
-        change = WriteSet()
-        change.put(as_bytes(key, "key", options.max_key_size),
-                   as_bytes(value, "value", options.max_value_size))
+        change: dict[bytes, bytes | None] = {
+            as_bytes(key, "key", options.max_key_size):
+            as_bytes(value, "value", options.max_value_size)}
         self._db._begin()
-        self._db._commit(change)
+        self._db._commit_changes(change)
 
     def put_many(self, keys: Any, values: Any) -> int:
         """Set many pairs in one transaction; returns how many."""

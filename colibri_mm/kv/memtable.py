@@ -6,7 +6,8 @@ for a delete. A snapshot at CSN ``s`` sees, per key, the newest version with
 holds one is never disturbed by the writer; readers take no lock for point reads.
 An ordered index of the keys (a ``SortedList``) serves ordered scans; it is guarded
 by a short lock held only while a few hundred keys are copied out, never across a
-transaction.
+transaction. New keys are only appended to a list by commits and sorted into the
+index in one ``update`` by the next scan (a put does not pay for a sorted insert).
 
 Old versions that no live snapshot can see are dropped when a key is written again,
 and keys whose only version is an old delete are swept by :meth:`Memtable.sweep`.
@@ -15,7 +16,7 @@ and keys whose only version is an old delete are swept by :meth:`Memtable.sweep`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,8 @@ class Memtable:
     def __init__(self) -> None:
         self._versions: dict[bytes, tuple[Version, ...]] = {}
         self._order = SortedList()
+        self._unordered: list[bytes] = []
+        """New keys not yet in ``_order`` (appended under ``_order_lock``)."""
         self._order_lock = threading.Lock()
         self._deleted: set[bytes] = set()
         self.value_bytes = 0
@@ -58,29 +61,37 @@ class Memtable:
                 return version
         return None
 
-    def apply(self, csn: int, changes: Mapping[bytes, bytes | None], horizon: int) -> None:
+    def apply(self, csn: int, changes: Mapping[bytes, bytes | None],
+              horizon: Callable[[], int]) -> None:
         """Record a commit's changes as versions at ``csn``.
 
-        ``horizon`` is the oldest CSN a live snapshot may read at: older versions
-        hidden behind a newer one at or below it are dropped.
+        ``horizon()`` is the oldest CSN a live snapshot may read at: older versions
+        hidden behind a newer one at or below it are dropped (it is asked only when a
+        key already has versions).
         """
         new_keys = []
+        oldest_read = None
         for key, value in changes.items():
             old = self._versions.get(key)
             if old is None:
                 new_keys.append(key)
                 self._versions[key] = ((csn, value),)
             else:
-                self._versions[key] = (*_trim(old, horizon), (csn, value))
+                if oldest_read is None:
+                    oldest_read = horizon()
+                self._versions[key] = (*_trim(old, oldest_read), (csn, value))
             self.value_bytes += len(key) + (len(value) if value is not None else 0)
             if value is None:
                 self._deleted.add(key)
-        if len(new_keys) == 1:
+        if new_keys:
             with self._order_lock:
-                self._order.add(new_keys[0])
-        elif new_keys:
-            with self._order_lock:
-                self._order.update(new_keys)
+                self._unordered += new_keys
+
+    def _sort_new_keys(self) -> None:
+        """Move the new keys into the ordered index (called with ``_order_lock``)."""
+        if self._unordered:
+            self._order.update(self._unordered)
+            self._unordered = []
 
     def sweep(self, horizon: int) -> int:
         """Forget keys whose newest version is a delete no snapshot can see past.
@@ -100,6 +111,7 @@ class Memtable:
             del self._versions[key]
         if gone:
             with self._order_lock:
+                self._sort_new_keys()
                 for key in gone:
                     self._order.discard(key)
         return len(gone)
@@ -110,6 +122,7 @@ class Memtable:
         inclusive = True
         while True:
             with self._order_lock:
+                self._sort_new_keys()
                 if lower is None:
                     index = 0
                 elif inclusive:

@@ -31,11 +31,17 @@ DELETE = 2
 MAX_RECORD_PAYLOAD = 1 << 20
 SMALL_BATCH = 32
 """Up to this many changes are encoded with ``struct`` (numpy's per-call cost dominates)."""
+_ONE_CHANGE = struct.Struct("<IBII")
 
 
 def encode_changes(keys: Sequence[bytes], values: Sequence[bytes | None]) -> bytes:
     """Payload of one record holding ``keys[i] -> values[i]`` (None: delete)."""
     n = len(keys)
+    if n == 1:
+        value = values[0]
+        if value is None:
+            return _ONE_CHANGE.pack(1, DELETE, len(keys[0]), 0) + keys[0]
+        return b"".join((_ONE_CHANGE.pack(1, PUT, len(keys[0]), len(value)), keys[0], value))
     if n <= SMALL_BATCH:
         kinds_ = [PUT if v is not None else DELETE for v in values]
         lengths = [len(k) for k in keys] + [len(v) if v is not None else 0 for v in values]

@@ -106,8 +106,7 @@ class WalApplier:
             keys, values = decode_changes(payload, f"the transaction committed at LSN "
                                                    f"{commit_lsn}")
             changes.update(zip(keys, values, strict=True))
-        horizon = self._horizon() if self._horizon is not None else csn
-        self.version.active.apply(csn, changes, horizon)
+        self.version.active.apply(csn, changes, self._horizon or (lambda: csn))
 
     def _apply_as_batch(self, pending: list[CommittedTransaction | TransactionRun]) -> None:
         """Decode, sort and install every pending record as one batch. Records are

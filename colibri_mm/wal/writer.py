@@ -57,13 +57,44 @@ class WalBatch:
     types: npt.NDArray[np.uint8]
     csn: int
 
+    @property
+    def record_count(self) -> int:
+        """Number of records."""
+        return int(self.types.size)
+
+    def as_arrays(self) -> WalBatch:
+        """This batch."""
+        return self
+
+
+@dataclass
+class SmallWalBatch:
+    """The records of a small transaction as ``(record type, payload)`` pairs: a group
+    of these that fits in the current block is framed without numpy
+    (:meth:`~colibri_mm.kernels.walcodec.SegmentFramer.encode_small`)."""
+
+    records: list[tuple[int, bytes]]
+    csn: int
+
+    @property
+    def record_count(self) -> int:
+        """Number of records."""
+        return len(self.records)
+
+    def as_arrays(self) -> WalBatch:
+        """The same records as a :class:`WalBatch`."""
+        offsets = np.zeros(len(self.records) + 1, np.int64)
+        np.cumsum([len(payload) for _, payload in self.records], out=offsets[1:])
+        return WalBatch(np.frombuffer(b"".join(p for _, p in self.records), np.uint8),
+                        offsets, np.array([t for t, _ in self.records], np.uint8), self.csn)
+
 
 class WalTicket:
     """A submitted batch, until its group is written (see :meth:`WalWriter.wait`)."""
 
     __slots__ = ("batch", "done", "error", "first_lsn")
 
-    def __init__(self, batch: WalBatch) -> None:
+    def __init__(self, batch: WalBatch | SmallWalBatch) -> None:
         self.batch = batch
         self.done = False
         self.error: BaseException | None = None
@@ -151,7 +182,7 @@ class WalWriter:
         self.counters.segments_created += 1
         return file
 
-    def submit(self, batch: WalBatch) -> WalTicket:
+    def submit(self, batch: WalBatch | SmallWalBatch) -> WalTicket:
         """Queue a transaction's records; call under the writer lock, in CSN order."""
         with self._cond:
             self._check_usable()
@@ -208,22 +239,21 @@ class WalWriter:
 
     def _append(self, group: list[WalTicket]) -> None:
         batches = [t.batch for t in group]
-        payload, offsets, types = _concatenate(batches)
+        records = batches[0].record_count if len(batches) == 1 else \
+            sum(b.record_count for b in batches)
         with self._io_lock:
             position = self._position
             first_lsn = position.next_lsn
-            framed = self._framer.encode(payload, offsets, types, first_lsn,
-                                         position.offset - RECORDS_OFFSET)
+            framed = self._frame(batches, first_lsn, position.offset - RECORDS_OFFSET)
             if position.offset > RECORDS_OFFSET and \
-                    position.offset + framed.size > self._segment_size:
+                    position.offset + len(framed) > self._segment_size:
                 self._roll()
                 position = self._position
-                framed = self._framer.encode(payload, offsets, types, first_lsn,
-                                             position.offset - RECORDS_OFFSET)
+                framed = self._frame(batches, first_lsn, position.offset - RECORDS_OFFSET)
             start = position.offset
             try:
-                if self._durability == "full" and framed.size <= ZERO_AHEAD_LARGEST_GROUP:
-                    self._zero_ahead(start + framed.size)
+                if self._durability == "full" and len(framed) <= ZERO_AHEAD_LARGEST_GROUP:
+                    self._zero_ahead(start + len(framed))
                 self._file.pwrite(framed, start)
                 if self._durability == "full":
                     self._sync_locked()
@@ -232,18 +262,31 @@ class WalWriter:
             except OSError:
                 self._cut_back(start)
                 raise
-            position.offset = start + framed.size
-            position.next_lsn = first_lsn + types.size
+            position.offset = start + len(framed)
+            position.next_lsn = first_lsn + records
         lsn = first_lsn
         for ticket in group:
             ticket.first_lsn = lsn
-            lsn += ticket.batch.types.size
+            lsn += ticket.batch.record_count
         c = self.counters
         c.commits += len(group)
         c.groups += 1
-        c.bytes_written += framed.size
+        c.bytes_written += len(framed)
         c.largest_group = max(c.largest_group, len(group))
-        self._publish(batches[-1].csn, first_lsn + types.size - 1)
+        self._publish(batches[-1].csn, first_lsn + records - 1)
+
+    def _frame(self, batches: list[WalBatch | SmallWalBatch], first_lsn: int,
+               position: int) -> bytes | npt.NDArray[np.uint8]:
+        """The group's records framed for ``position``: in Python when they are all
+        small and fit in the current block, else with the kernel."""
+        if all(type(b) is SmallWalBatch for b in batches):
+            framed = self._framer.encode_small(
+                [r for b in batches for r in b.records],  # type: ignore[union-attr]
+                first_lsn, position)
+            if framed is not None:
+                return framed
+        payload, offsets, types = _concatenate([b.as_arrays() for b in batches])
+        return self._framer.encode(payload, offsets, types, first_lsn, position)
 
     def _zero_ahead(self, end: int) -> None:
         """Make sure the file is zero-filled past ``end`` (see :data:`ZERO_AHEAD`)."""

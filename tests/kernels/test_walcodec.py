@@ -204,3 +204,22 @@ def test_decode_reads_a_read_only_mapping(tmp_path: Path) -> None:
         d = walcodec.decode(m, segment=3, block_size=256)
         assert d.status == DecodeStatus.UNWRITTEN
         assert [d.record(0), d.record(1)] == [b"x" * 1000, b"y" * 10]
+
+
+@given(records=st.lists(st.tuples(st.integers(1, 255), st.binary(max_size=120)), max_size=5),
+       segment=st.integers(0, 2**64 - 1), block=st.sampled_from([32, 64, 256, 32768]),
+       position=st.integers(0, 70000), first_lsn=st.integers(0, 2**63))
+def test_small_framing_in_python_is_byte_identical(records: list[tuple[int, bytes]],
+                                                   segment: int, block: int, position: int,
+                                                   first_lsn: int) -> None:
+    framer = walcodec.SegmentFramer(segment, block)
+    payload = np.frombuffer(b"".join(p for _, p in records), np.uint8)
+    offsets = np.zeros(len(records) + 1, np.int64)
+    np.cumsum([len(p) for _, p in records], out=offsets[1:])
+    types = np.array([t for t, _ in records], np.uint8)
+    kernel_bytes = framer.encode(payload, offsets, types, first_lsn, position).tobytes()
+    small = framer.encode_small(records, first_lsn, position)
+    fits = sum(16 + len(p) for _, p in records) <= block - position % block
+    assert (small is not None) == fits
+    if small is not None:
+        assert small == kernel_bytes
