@@ -92,13 +92,19 @@ class SmallWalBatch:
 class WalTicket:
     """A submitted batch, until its group is written (see :meth:`WalWriter.wait`)."""
 
-    __slots__ = ("batch", "done", "error", "first_lsn")
+    __slots__ = ("batch", "done", "error", "first_lsn", "group", "wake")
 
     def __init__(self, batch: WalBatch | SmallWalBatch) -> None:
         self.batch = batch
         self.done = False
         self.error: BaseException | None = None
         self.first_lsn = 0
+        self.group: list[WalTicket] | None = None
+        """Set when this ticket's thread is made the next leader, for this group."""
+        self.wake = threading.Lock()
+        """Held from creation; released once the ticket is done or made leader, so
+        its waiting thread (and only it) wakes."""
+        self.wake.acquire()
 
 
 @dataclass
@@ -202,25 +208,43 @@ class WalWriter:
 
         Raises :class:`DurabilityError` if its group could not be written or synced.
         """
+        group: list[WalTicket] | None = None
         with self._cond:
-            while not ticket.done and self._leading:
-                self._cond.wait()
-            if not ticket.done:
+            follow = not ticket.done and self._leading
+            if not ticket.done and not self._leading:
                 self._leading = True
                 group, self._queue = self._queue, []
-        if not ticket.done:
+        if follow:
+            ticket.wake.acquire()  # until done, or made the next leader
+            group = ticket.group
+        if group is not None:
             self._lead(group)
         if ticket.error is not None:
             raise ticket.error
 
     def _lead(self, group: list[WalTicket]) -> None:
-        """Write ``group`` as the leader, then hand leadership back and wake waiters."""
+        """Write ``group`` as the leader, then hand leadership to the first waiting
+        ticket (or give it up), and wake exactly the threads of ``group``."""
         try:
             self._write_group(group)
         finally:
+            for ticket in group:
+                if not ticket.done:  # _write_group itself failed (not an I/O error)
+                    ticket.error = DurabilityError("the WAL writer failed while writing "
+                                                   "this commit's group")
+                    ticket.done = True
             with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+                following = self._queue
+                if following:
+                    self._queue = []
+                    following[0].group = following
+                else:
+                    self._leading = False
+                    self._cond.notify_all()  # flush() and close() wait for this
+            for ticket in group:
+                ticket.wake.release()
+            if following:
+                following[0].wake.release()
 
     def _write_group(self, group: list[WalTicket]) -> None:
         failure = self._failure
