@@ -17,12 +17,17 @@ from .errors import (
     LimitError,
     LockedError,
     ReadOnlyError,
+    ReservedKeyError,
+    SchemaError,
+    TableExistsError,
+    TableNotFoundError,
     TransactionError,
 )
 from .transaction import Snapshot, Transaction
 
 __all__ = [
     "ClosedError", "ConfigError", "CorruptionError", "Database", "DurabilityError", "Error",
-    "FormatVersionError", "LimitError", "LockedError", "ReadOnlyError", "Snapshot",
-    "Transaction", "TransactionError", "__version__", "connect",
+    "FormatVersionError", "LimitError", "LockedError", "ReadOnlyError", "ReservedKeyError",
+    "SchemaError", "Snapshot", "TableExistsError", "TableNotFoundError", "Transaction",
+    "TransactionError", "__version__", "connect",
 ]

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,7 +30,7 @@ from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kernels.merge import Entries
 from .kv.batch import Batch
-from .kv.keys import as_bytes
+from .kv.keys import as_bytes, user_key
 from .kv.memtable import Memtable
 from .kv.records import KV_CHANGES, encode_changes, encode_entries, record_bounds, split_changes
 from .kv.store import StoreVersion
@@ -40,6 +40,8 @@ from .options import Options
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
 from .storage.pagefile import DATA_NAME, PageFile
+from .tables import registry
+from .tables.table import Table
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
 from .txn.reader_table import ReaderTable
@@ -379,6 +381,37 @@ class Database:
             # committer checkpoints itself; memory stays near 2 x max_dirty_bytes.
             self._checkpoint()
 
+    # -- tables --------------------------------------------------------------------
+
+    def create_table(self, name: str, schema: Any,
+                     primary_key: str | Sequence[str] | None = None) -> Table:
+        """Create table ``name`` with a ``pyarrow.Schema`` and a primary key of one or
+        more columns (None: a keyless table), in a transaction of its own."""
+        with self.transaction() as tx:
+            registry.create(tx.kv, name, schema, primary_key)
+        return Table(self, name)
+
+    def table(self, name: str) -> Table:
+        """The table named ``name`` (:class:`TableNotFoundError` if there is none)."""
+        with self.snapshot() as snap:
+            registry.lookup(snap.kv, name)
+        return Table(self, name)
+
+    def tables(self) -> list[str]:
+        """Names of every table, sorted."""
+        with self.snapshot() as snap:
+            return registry.names(snap.kv)
+
+    def drop_table(self, name: str) -> None:
+        """Remove table ``name`` (in a transaction of its own)."""
+        with self.transaction() as tx:
+            registry.drop(tx.kv, name)
+
+    def rename_table(self, old: str, new: str) -> None:
+        """Rename table ``old`` to ``new`` (in a transaction of its own)."""
+        with self.transaction() as tx:
+            registry.rename(tx.kv, old, new)
+
     # -- checkpoints ---------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
@@ -611,7 +644,7 @@ class DatabaseKv:
         """Set ``key`` to ``value`` and commit."""
         options = self._db.options
         change: dict[bytes, bytes | None] = {
-            as_bytes(key, "key", options.max_key_size):
+            user_key(key, "key", options.max_key_size):
             as_bytes(value, "value", options.max_value_size)}
         self._db._begin()
         self._db._commit_changes(change)
@@ -629,7 +662,7 @@ class DatabaseKv:
     def get(self, key: Any) -> bytes | None:
         """The newest committed value of ``key``, or None (its own brief snapshot)."""
         db = self._db
-        k = as_bytes(key, "key", db.options.max_key_size)
+        k = user_key(key, "key", db.options.max_key_size)
         db._check_open()
         if db._follower is not None:
             db._refresh()

@@ -42,6 +42,26 @@ class LimitError(Error, ValueError):
     """A key, value or request exceeds a configured limit."""
 
 
+class ReservedKeyError(Error, ValueError):
+    """A key/value key begins with byte 0xFF, which is reserved for the system (the
+    table catalog and indexes live there, as in FoundationDB)."""
+
+
+class SchemaError(Error, ValueError):
+    """A table schema, column, name or primary key is invalid (the message names it)."""
+
+
+class TableNotFoundError(Error, KeyError):
+    """No table has the given name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TableExistsError(Error):
+    """A table with the given name already exists."""
+
+
 class ClosedError(Error):
     """The database, transaction or snapshot has been closed."""
 

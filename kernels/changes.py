@@ -2,7 +2,7 @@
 
 One call takes any number of records lying in one buffer and returns, for every
 change in them, its kind and where its key and value lie in that buffer (nothing is
-copied). Record layout (little-endian, ``docs/FORMAT.md`` section 4)::
+copied). Record layout (little-endian, ``docs/FORMAT.md`` section 3.3)::
 
     u32 n; u8 kind[n]; u32 key_length[n]; u32 value_length[n]; keys; values
 

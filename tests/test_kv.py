@@ -35,14 +35,34 @@ def test_put_get_delete_scan(db: cm.Database) -> None:
 
 
 def test_scan_bounds_and_prefix(db: cm.Database) -> None:
-    keys = [b"", b"a", b"ab", b"abc", b"abd", b"b", b"\xff", b"\xff\xff\x01"]
+    keys = [b"", b"a", b"ab", b"abc", b"abd", b"b", b"\xfe", b"\xfe\xff\x01"]
     db.kv.put_many(keys, [k + b"!" for k in keys])
     assert [k for k, _ in db.kv.scan()] == sorted(keys)
     assert [k for k, _ in db.kv.scan(start=b"ab", end=b"b")] == [b"ab", b"abc", b"abd"]
     assert [k for k, _ in db.kv.scan(prefix=b"ab")] == [b"ab", b"abc", b"abd"]
     assert [k for k, _ in db.kv.scan(prefix=b"ab", start=b"abc")] == [b"abc", b"abd"]
-    assert [k for k, _ in db.kv.scan(prefix=b"\xff")] == [b"\xff", b"\xff\xff\x01"]
+    assert [k for k, _ in db.kv.scan(prefix=b"\xfe")] == [b"\xfe", b"\xfe\xff\x01"]
+    assert list(db.kv.scan(prefix=b"\xff")) == []
+    assert list(db.kv.scan(start=b"\xfe\xff")) == [(b"\xfe\xff\x01", b"\xfe\xff\x01!")]
     assert [k for k, _ in db.kv.scan(prefix="b")] == [b"b"]
+
+
+def test_keys_beginning_with_0xff_are_reserved(db: cm.Database) -> None:
+    db.create_table("t", pa.schema([("x", pa.int64())]))  # system keys now exist
+    for call in (lambda: db.kv.put(b"\xffx", b"1"), lambda: db.kv.get(b"\xff"),
+                 lambda: db.kv.delete(b"\xff\x01T"),
+                 lambda: db.kv.put_many([b"a", b"\xffb"], [b"1", b"2"])):
+        with pytest.raises(cm.ReservedKeyError, match="0xFF"):
+            call()
+    big = [b"k%05d" % i for i in range(2000)] + [b"\xffz"]
+    with pytest.raises(cm.ReservedKeyError, match=r"keys\[2000\] begins with byte 0xFF"):
+        db.kv.put_many(big, big)
+    with pytest.raises(cm.ReservedKeyError, match=r"keys\[2000\]"):
+        db.kv.put_many(pa.array(big, pa.binary()), pa.array(big, pa.binary()))
+    with db.transaction() as tx, pytest.raises(cm.ReservedKeyError):
+        tx.kv.put(b"\xff", b"")
+    assert list(db.kv.scan()) == []
+    assert db.tables() == ["t"]
 
 
 def test_put_many_accepts_arrow_arrays_and_validates_first(db: cm.Database) -> None:

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import LimitError
+from ..errors import LimitError, ReservedKeyError
 from ..kernels.changes import decode_changes
 from ..kernels.merge import Entries
 from ..kernels.sort import gather_slices, sorted_distinct
+from .keys import SYSTEM_PREFIX
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries
 
@@ -113,15 +114,16 @@ def list_slices(items: Sequence[object], what: str, limit: int) -> Slices | None
     return starts, lengths, np.frombuffer(b"".join(items), np.uint8)  # type: ignore[arg-type]
 
 
-def entries_from_arrow(keys: Any, values: Any, max_key: int, max_value: int) -> Entries:
-    """Sorted entries of two Arrow binary or string arrays of puts (no nulls)."""
-    key_slices = arrow_slices(keys, "keys", max_key)
-    value_slices = arrow_slices(values, "values", max_value)
-    if key_slices[0].size != value_slices[0].size:
-        raise ValueError(f"put_many got {key_slices[0].size} keys and "
-                         f"{value_slices[0].size} values")
-    return entries_from_slices(np.full(key_slices[0].size, PUT, np.uint8), key_slices,
-                               value_slices)
+def refuse_system_keys(keys: Slices, what: str) -> None:
+    """Raise :class:`ReservedKeyError` naming the first key that begins with the
+    system prefix (byte 0xFF)."""
+    starts, lengths, buffer = keys
+    first_bytes = np.where(lengths > 0, buffer[np.minimum(starts, max(buffer.size - 1, 0))]
+                           if buffer.size else 0, 0)
+    bad = np.flatnonzero(first_bytes == SYSTEM_PREFIX[0])
+    if bad.size:
+        raise ReservedKeyError(f"{what}[{int(bad[0])}] begins with byte 0xFF, which is "
+                               "reserved for the system")
 
 
 def arrow_slices(array: Any, what: str, limit: int) -> Slices:

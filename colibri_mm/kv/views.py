@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import entries_from_arrow, entries_from_slices, list_slices
-from .keys import as_bytes, scan_bounds
+from .batch import Slices, arrow_slices, entries_from_slices, list_slices, refuse_system_keys
+from .keys import as_bytes, scan_bounds, user_key
 from .records import PUT
 from .store import StoreVersion, newest_by_key
 from .writeset import WriteSet
@@ -39,14 +39,22 @@ class KvSnapshotView:
 
     def get(self, key: Any) -> bytes | None:
         """The value of ``key`` in this snapshot, or None."""
-        self._check_open()
-        return self._version.get(as_bytes(key, "key", self._options.max_key_size), self._csn)
+        return self.get_raw(user_key(key, "key", self._options.max_key_size))
 
     def scan(self, start: Any = None, end: Any = None,
              prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` pairs with ``start <= key < end`` (and ``prefix``), in byte order."""
-        self._check_open()
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
+        return self.scan_raw(low, high)
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        """Like :meth:`get` for any key, system keys included (for the engine)."""
+        self._check_open()
+        return self._version.get(key, self._csn)
+
+    def scan_raw(self, low: bytes | None, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """Like :meth:`scan` over ``[low, high)``, system keys included (for the engine)."""
+        self._check_open()
         yield from self._version.scan(low, high, self._csn)
 
 
@@ -61,16 +69,24 @@ class KvTransactionView:
         self._check_writable = check_writable
 
     def _key(self, key: Any) -> bytes:
-        return as_bytes(key, "key", self._options.max_key_size)
+        return user_key(key, "key", self._options.max_key_size)
 
     def get(self, key: Any) -> bytes | None:
         """The value of ``key`` as this transaction sees it, or None."""
+        return self.get_raw(self._key(key))
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        """Like :meth:`get` for any key, system keys included (for the engine)."""
         self._check_writable()
-        k = self._key(key)
-        written, value = self._writes.get(k)
+        written, value = self._writes.get(key)
         if written:
             return value
-        return self._current().get(k, None)
+        return self._current().get(key, None)
+
+    def put_raw(self, key: bytes, value: bytes | None) -> None:
+        """Set (None: delete) any key, system keys included (for the engine)."""
+        self._check_writable()
+        self._writes.put(key, value)
 
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value``."""
@@ -93,47 +109,53 @@ class KvTransactionView:
         max_key = self._options.max_key_size
         max_value = self._options.max_value_size
         bulk = self._options.bulk_changes
+        key_slices: Slices | None
+        value_slices: Slices | None
         if _is_arrow(keys) and _is_arrow(values) and len(keys) >= bulk:
-            entries = entries_from_arrow(keys, values, max_key, max_value)
-            self._writes.add_sorted(entries)
-            return len(keys)
-        key_list = _as_list(keys, "keys")
-        value_list = _as_list(values, "values")
-        if len(key_list) != len(value_list):
-            raise ValueError(f"put_many got {len(key_list)} keys and {len(value_list)} values")
-        if len(key_list) >= bulk:
-            key_slices = list_slices(key_list, "keys", max_key)
-            value_slices = list_slices(value_list, "values", max_value)
-            if key_slices is None:
-                key_slices = list_slices(_converted(key_list, "keys", max_key), "keys", max_key)
-            if value_slices is None:
-                value_slices = list_slices(_converted(value_list, "values", max_value),
-                                           "values", max_value)
+            key_slices = arrow_slices(keys, "keys", max_key)
+            value_slices = arrow_slices(values, "values", max_value)
+        else:
+            key_list = _as_list(keys, "keys")
+            value_list = _as_list(values, "values")
+            if len(key_list) < bulk and len(key_list) == len(value_list):
+                self._writes.update(dict(zip(_converted(key_list, "keys", max_key, user_key),
+                                             _converted(value_list, "values", max_value),
+                                             strict=True)))
+                return len(key_list)
+            key_slices = list_slices(key_list, "keys", max_key) or list_slices(
+                _converted(key_list, "keys", max_key, user_key), "keys", max_key)
+            value_slices = list_slices(value_list, "values", max_value) or list_slices(
+                _converted(value_list, "values", max_value), "values", max_value)
             assert key_slices is not None and value_slices is not None
-            self._writes.add_sorted(entries_from_slices(
-                np.full(len(key_list), PUT, np.uint8), key_slices, value_slices))
-            return len(key_list)
-        self._writes.update(dict(zip(_converted(key_list, "keys", max_key),
-                                     _converted(value_list, "values", max_value),
-                                     strict=True)))
-        return len(key_list)
+        count = key_slices[0].size
+        if count != value_slices[0].size:
+            raise ValueError(f"put_many got {count} keys and {value_slices[0].size} values")
+        refuse_system_keys(key_slices, "keys")
+        self._writes.add_sorted(entries_from_slices(np.full(count, PUT, np.uint8), key_slices,
+                                                    value_slices))
+        return int(count)
 
     def scan(self, start: Any = None, end: Any = None,
              prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
         """Ordered pairs as this transaction sees them (its own writes included)."""
-        self._check_writable()
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
+        return self.scan_raw(low, high)
+
+    def scan_raw(self, low: bytes | None, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """Like :meth:`scan` over ``[low, high)``, system keys included (for the engine)."""
+        self._check_writable()
         own = self._writes.items(low, high)
         committed = ((k, v) for k, v in self._current().scan(low, high, None))
         yield from newest_by_key([own, committed])
 
 
-def _converted(items: Sequence[Any], what: str, limit: int) -> list[bytes]:
-    """Every item as ``bytes`` (``str`` encoded), each checked against ``limit``."""
-    if all(type(item) is bytes for item in items) and \
+def _converted(items: Sequence[Any], what: str, limit: int,
+               convert: Callable[[Any, str, int], bytes] = as_bytes) -> list[bytes]:
+    """Every item through ``convert`` (bytes within ``limit``; ``str`` encoded)."""
+    if convert is as_bytes and all(type(item) is bytes for item in items) and \
             max(map(len, items), default=0) <= limit:
         return list(items)
-    return [as_bytes(item, f"{what}[{i}]", limit) for i, item in enumerate(items)]
+    return [convert(item, f"{what}[{i}]", limit) for i, item in enumerate(items)]
 
 
 def _is_arrow(items: Any) -> bool:

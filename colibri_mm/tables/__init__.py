@@ -1,0 +1,1 @@
+"""Tables: Arrow schemas with a primary key, stored in the database's catalog."""
