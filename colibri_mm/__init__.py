@@ -17,7 +17,6 @@ from .errors import (
     LimitError,
     LockedError,
     ReadOnlyError,
-    ReservedKeyError,
     SchemaError,
     TableExistsError,
     TableNotFoundError,
@@ -27,7 +26,7 @@ from .transaction import Snapshot, Transaction
 
 __all__ = [
     "ClosedError", "ConfigError", "CorruptionError", "Database", "DurabilityError", "Error",
-    "FormatVersionError", "LimitError", "LockedError", "ReadOnlyError", "ReservedKeyError",
+    "FormatVersionError", "LimitError", "LockedError", "ReadOnlyError",
     "SchemaError", "Snapshot", "TableExistsError", "TableNotFoundError", "Transaction",
     "TransactionError", "__version__", "connect",
 ]

@@ -42,11 +42,6 @@ class LimitError(Error, ValueError):
     """A key, value or request exceeds a configured limit."""
 
 
-class ReservedKeyError(Error, ValueError):
-    """A key/value key begins with byte 0xFF, which is reserved for the system (the
-    table catalog and indexes live there, as in FoundationDB)."""
-
-
 class SchemaError(Error, ValueError):
     """A table schema, column, name or primary key is invalid (the message names it)."""
 

@@ -6,7 +6,8 @@ copied together). :func:`argsort_slices` orders them as bytes compare (a shorter
 before a longer one it is a prefix of), stably: equal keys keep their input order,
 so the last of them is the newest write. :func:`newest_of_each` keeps that last one
 per distinct key, and :func:`gather_slices` copies the chosen slices into Arrow-style
-offsets + data, the layout of :class:`~colibri_mm.kernels.merge.Entries`.
+offsets + data, the layout of :class:`~colibri_mm.kernels.merge.Entries` (optionally
+each after a common prefix).
 
 The sort is a most-significant-word-first radix sort: keys are ordered by their
 first 8 bytes read as a big-endian ``uint64`` (zero padded; an LSD byte-radix pass
@@ -189,18 +190,21 @@ def _within(starts: Any, lengths: Any, size: int) -> bool:
 
 
 @kernel
-def _gather(starts: Any, lengths: Any, buffer: Any, indices: Any) -> Any:
+def _gather(starts: Any, lengths: Any, buffer: Any, indices: Any, prefix: Any) -> Any:
     n = indices.size
+    p = prefix.size
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = 0
     for i in range(n):
-        offsets[i + 1] = offsets[i] + lengths[indices[i]]
+        offsets[i + 1] = offsets[i] + p + lengths[indices[i]]
     data = np.empty(offsets[n], np.uint8)
     for i in range(n):
         source = starts[indices[i]]
         length = lengths[indices[i]]
         target = offsets[i]
-        data[target : target + length] = buffer[source : source + length]
+        for k in range(p):
+            data[target + k] = prefix[k]
+        data[target + p : target + p + length] = buffer[source : source + length]
     return offsets, data
 
 
@@ -248,12 +252,13 @@ def sorted_distinct(starts: Any, lengths: Any, buffer: Any) -> npt.NDArray[np.in
     return newest_of_each(order, starts, lengths, buffer)
 
 
-def gather_slices(starts: Any, lengths: Any, buffer: Any,
-                  indices: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """Slices ``indices`` copied into Arrow-style ``(offsets, data)``."""
+def gather_slices(starts: Any, lengths: Any, buffer: Any, indices: Any,
+                  prefix: bytes = b"") -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """Slices ``indices`` copied into Arrow-style ``(offsets, data)``, each after
+    ``prefix`` (a key space byte, say)."""
     s, n, b = _slices(starts, lengths, buffer)
     picked = np.ascontiguousarray(indices, np.int64)
     if picked.size and (picked.min() < 0 or picked.max() >= s.size):
         raise IndexError(f"gather index out of range for {s.size} slices")
-    offsets, data = _gather(s, n, b, picked)
+    offsets, data = _gather(s, n, b, picked, np.frombuffer(prefix, np.uint8))
     return offsets, data

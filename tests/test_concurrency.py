@@ -18,6 +18,8 @@ import pytest
 
 import colibri_mm as cm
 from colibri_mm import database
+from colibri_mm.kv.keys import USER_PREFIX
+from colibri_mm.kv.memtable import Memtable
 from colibri_mm.storage.files import File, FileSystem
 
 ACCOUNTS = 50
@@ -316,39 +318,30 @@ def test_commits_queued_behind_a_sync_share_one_group(tmp_path: Path) -> None:
         assert len(dict(db.kv.scan())) == 1 + followers
 
 
-class PausingKey(bytes):
-    """A key whose hashing, once armed, pauses the thread until resumed: it holds a
-    commit in the middle of recording its versions (the memtable hashes each key)."""
-
-    armed: bool
-    paused: threading.Event
-    resume: threading.Event
-
-    def __new__(cls, value: bytes) -> "PausingKey":
-        key = super().__new__(cls, value)
-        key.armed = False
-        key.paused = threading.Event()
-        key.resume = threading.Event()
-        return key
-
-    def __hash__(self) -> int:
-        if self.armed:
-            self.armed = False
-            self.paused.set()
-            self.resume.wait(WAIT_TIMEOUT)
-        return bytes.__hash__(self)
-
-
-def test_a_commit_is_never_published_while_it_records_its_versions(tmp_path: Path) -> None:
+def test_a_commit_is_never_published_while_it_records_its_versions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fs = GatedFileSystem()
-    keys = [b"b0", b"b1", PausingKey(b"b2"), b"b3"]
-    pausing = keys[2]
-    assert isinstance(pausing, PausingKey)
+    keys = [b"b0", b"b1", b"b2", b"b3"]
+    paused_halfway = threading.Event()
+    resume = threading.Event()
+    record = Memtable.apply
+
+    def record_in_two_halves(self: Memtable, csn: int, changes: dict[bytes, bytes | None],
+                             horizon: Callable[[], int]) -> None:
+        """Hold CSN 3's commit after it recorded b0 and b1, before b2 and b3."""
+        if USER_PREFIX + b"b2" not in changes:
+            return record(self, csn, changes, horizon)
+        items = list(changes.items())
+        record(self, csn, dict(items[:2]), horizon)
+        paused_halfway.set()
+        resume.wait(WAIT_TIMEOUT)
+        return record(self, csn, dict(items[2:]), horizon)
+
+    monkeypatch.setattr(Memtable, "apply", record_in_two_halves)
 
     def big_commit() -> None:
         with db.transaction() as tx:
             tx.kv.put_many(keys, [b"v"] * len(keys))
-            pausing.armed = True  # pause when the commit records b2's version
 
     with cm.connect(tmp_path / "db", create=True, durability="full", file_system=fs) as db:
         try:
@@ -358,7 +351,7 @@ def test_a_commit_is_never_published_while_it_records_its_versions(tmp_path: Pat
             wait_until(lambda: db.stats()["kv_keys_in_memory"] == 2, "CSN 2 is queued")
             paused = threading.Thread(target=big_commit)  # CSN 3: queued, then paused
             paused.start()
-            assert pausing.paused.wait(WAIT_TIMEOUT)
+            assert paused_halfway.wait(WAIT_TIMEOUT)
             fs.gate.release.set()  # CSN 2's committer now leads the next group
             leader.join(WAIT_TIMEOUT)
             queued.join(WAIT_TIMEOUT)
@@ -369,7 +362,7 @@ def test_a_commit_is_never_published_while_it_records_its_versions(tmp_path: Pat
                                                                      b"b3")]
         finally:
             fs.gate.release.set()
-            pausing.resume.set()
+            resume.set()
         paused.join(WAIT_TIMEOUT)
         assert visible in ([False] * 4, [True] * 4), \
             f"a snapshot at published CSN {published} sees {visible} of CSN 3's four keys"

@@ -47,23 +47,18 @@ def test_scan_bounds_and_prefix(db: cm.Database) -> None:
     assert [k for k, _ in db.kv.scan(prefix="b")] == [b"b"]
 
 
-def test_keys_beginning_with_0xff_are_reserved(db: cm.Database) -> None:
-    db.create_table("t", pa.schema([("x", pa.int64())]))  # system keys now exist
-    for call in (lambda: db.kv.put(b"\xffx", b"1"), lambda: db.kv.get(b"\xff"),
-                 lambda: db.kv.delete(b"\xff\x01T"),
-                 lambda: db.kv.put_many([b"a", b"\xffb"], [b"1", b"2"])):
-        with pytest.raises(cm.ReservedKeyError, match="0xFF"):
-            call()
-    big = [b"k%05d" % i for i in range(2000)] + [b"\xffz"]
-    with pytest.raises(cm.ReservedKeyError, match=r"keys\[2000\] begins with byte 0xFF"):
-        db.kv.put_many(big, big)
-    with pytest.raises(cm.ReservedKeyError, match=r"keys\[2000\]"):
-        db.kv.put_many(pa.array(big, pa.binary()), pa.array(big, pa.binary()))
-    with db.transaction() as tx, pytest.raises(cm.ReservedKeyError):
-        tx.kv.put(b"\xff", b"")
-    assert list(db.kv.scan()) == []
+def test_every_byte_string_is_a_key_and_system_keys_stay_hidden(db: cm.Database) -> None:
+    db.create_table("t", pa.schema([("x", pa.int64())]))  # the catalog's keys now exist
+    odd = [b"", b"\x00", b"\x01", b"\x01\x01T", b"\xff", b"\xff\xff"]
+    db.kv.put_many(odd, odd)
+    assert list(db.kv.scan()) == [(k, k) for k in sorted(odd)]
+    assert db.kv.get(b"\x01\x01Tt") is None
+    big = [b"\xff%05d" % i for i in range(2000)]
+    db.kv.put_many(pa.array(big, pa.binary()), pa.array(big, pa.binary()))
+    assert db.kv.get(big[7]) == big[7]
+    assert list(db.kv.scan(prefix=b"\x01")) == [(b"\x01", b"\x01"), (b"\x01\x01T", b"\x01\x01T")]
+    assert sum(1 for _ in db.kv.scan()) == len(odd) + len(big)
     assert db.tables() == ["t"]
-
 
 def test_put_many_accepts_arrow_arrays_and_validates_first(db: cm.Database) -> None:
     keys = pa.array([b"k1", b"k2"], pa.binary())

@@ -17,8 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import colibri_mm as cm
 from colibri_mm.storage.faults import FaultyFileSystem
 
-KEYS = st.binary(min_size=0, max_size=6).map(
-    lambda k: k if k[:1] != b"\xff" else b"\xfe" + k[1:])  # 0xFF... is the system's
+KEYS = st.binary(min_size=0, max_size=6)
 VALUES = st.binary(max_size=40)
 
 

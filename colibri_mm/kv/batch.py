@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import LimitError, ReservedKeyError
+from ..errors import LimitError
 from ..kernels.changes import decode_changes
 from ..kernels.merge import Entries
 from ..kernels.sort import gather_slices, sorted_distinct
-from .keys import SYSTEM_PREFIX
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries
 
@@ -72,10 +71,12 @@ Slices = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint
 """``(starts, lengths, buffer)``: item i is ``buffer[starts[i]:starts[i]+lengths[i]]``."""
 
 
-def entries_from_slices(kinds: npt.NDArray[np.uint8], keys: Slices, values: Slices) -> Entries:
-    """Sorted entries, the last of equal keys winning, from keys and values in place."""
+def entries_from_slices(kinds: npt.NDArray[np.uint8], keys: Slices, values: Slices,
+                        key_prefix: bytes = b"") -> Entries:
+    """Sorted entries, the last of equal keys winning, from keys and values in place;
+    every key is stored after ``key_prefix`` (its key space)."""
     chosen = sorted_distinct(*keys)
-    key_offsets, key_data = gather_slices(*keys, chosen)
+    key_offsets, key_data = gather_slices(*keys, chosen, key_prefix)
     value_offsets, value_data = gather_slices(*values, chosen)
     return Entries(kinds[chosen], key_offsets, key_data, value_offsets, value_data)
 
@@ -112,18 +113,6 @@ def list_slices(items: Sequence[object], what: str, limit: int) -> Slices | None
     if len(items) > 1:
         np.cumsum(lengths[:-1], out=starts[1:])
     return starts, lengths, np.frombuffer(b"".join(items), np.uint8)  # type: ignore[arg-type]
-
-
-def refuse_system_keys(keys: Slices, what: str) -> None:
-    """Raise :class:`ReservedKeyError` naming the first key that begins with the
-    system prefix (byte 0xFF)."""
-    starts, lengths, buffer = keys
-    first_bytes = np.where(lengths > 0, buffer[np.minimum(starts, max(buffer.size - 1, 0))]
-                           if buffer.size else 0, 0)
-    bad = np.flatnonzero(first_bytes == SYSTEM_PREFIX[0])
-    if bad.size:
-        raise ReservedKeyError(f"{what}[{int(bad[0])}] begins with byte 0xFF, which is "
-                               "reserved for the system")
 
 
 def arrow_slices(array: Any, what: str, limit: int) -> Slices:

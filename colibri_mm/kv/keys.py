@@ -1,19 +1,23 @@
 """Turning user keys and values into bytes, and checking them against the limits.
 
-Keys beginning with byte 0xFF (:data:`SYSTEM_PREFIX`) are the system's: the table
-catalog and indexes are stored there, in the same transactional store. ``db.kv``
-refuses them and its scans end before them (FoundationDB reserves the same range).
+The store holds two key spaces: every key of ``db.kv`` is stored after the byte
+:data:`USER_PREFIX` (0x00), and the engine's own keys (the table catalog, indexes)
+begin with :data:`SYSTEM_PREFIX` (0x01). So any byte string is a valid user key and
+no scan of ``db.kv`` can meet a system key. The functions here return keys in that
+stored form.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import LimitError, ReservedKeyError
+from ..errors import LimitError
 
 KeyLike = bytes | bytearray | memoryview | str
-SYSTEM_PREFIX = b"\xff"
-"""First byte of every system key; user keys may not begin with it."""
+USER_PREFIX = b"\x00"
+"""First byte of the stored form of every ``db.kv`` key."""
+SYSTEM_PREFIX = b"\x01"
+"""First byte of every key the engine keeps for itself."""
 
 
 def as_bytes(value: Any, what: str, limit: int) -> bytes:
@@ -32,12 +36,8 @@ def as_bytes(value: Any, what: str, limit: int) -> bytes:
 
 
 def user_key(value: Any, what: str, limit: int) -> bytes:
-    """``value`` as a user key: bytes within ``limit``, not in the system range."""
-    key = as_bytes(value, what, limit)
-    if key[:1] == SYSTEM_PREFIX:
-        raise ReservedKeyError(f"{what} {key[:16]!r} begins with byte 0xFF, which is "
-                               "reserved for the system")
-    return key
+    """The stored form of user key ``value`` (bytes or str within ``limit``)."""
+    return USER_PREFIX + as_bytes(value, what, limit)
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -49,17 +49,15 @@ def prefix_end(prefix: bytes) -> bytes | None:
 
 
 def scan_bounds(start: Any, end: Any, prefix: Any,
-                limit: int) -> tuple[bytes | None, bytes | None]:
-    """``[start, end)`` narrowed by ``prefix``, as bytes (None: unbounded below), and
-    ending before the system range."""
-    low = None if start is None else as_bytes(start, "start", limit)
+                limit: int) -> tuple[bytes, bytes]:
+    """The stored-form bounds ``[low, high)`` of a ``db.kv`` scan of ``[start, end)``
+    narrowed by ``prefix`` (None: unbounded), within the user key space."""
+    low = b"" if start is None else as_bytes(start, "start", limit)
     high = None if end is None else as_bytes(end, "end", limit)
     if prefix is not None:
         p = as_bytes(prefix, "prefix", limit)
-        low = p if low is None or p > low else low
+        low = max(low, p)
         p_end = prefix_end(p)
         if p_end is not None and (high is None or p_end < high):
             high = p_end
-    if high is None or high > SYSTEM_PREFIX:
-        high = SYSTEM_PREFIX
-    return low, high
+    return USER_PREFIX + low, SYSTEM_PREFIX if high is None else USER_PREFIX + high

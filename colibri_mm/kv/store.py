@@ -45,6 +45,8 @@ class StoreVersion:
 
     def dirty_bytes(self) -> int:
         """Bytes of keys and values in memory, not yet in a checkpoint."""
+        if not self.frozen:
+            return self.active.value_bytes
         return sum(layer.value_bytes for layer in self.layers())
 
     def get(self, key: bytes, csn: int | None) -> bytes | None:

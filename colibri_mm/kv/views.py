@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import Slices, arrow_slices, entries_from_slices, list_slices, refuse_system_keys
-from .keys import as_bytes, scan_bounds, user_key
+from .batch import Slices, arrow_slices, entries_from_slices, list_slices
+from .keys import USER_PREFIX, as_bytes, scan_bounds, user_key
 from .records import PUT
 from .store import StoreVersion, newest_by_key
 from .writeset import WriteSet
@@ -45,7 +45,7 @@ class KvSnapshotView:
              prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` pairs with ``start <= key < end`` (and ``prefix``), in byte order."""
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
-        return self.scan_raw(low, high)
+        return _user_pairs(self.scan_raw(low, high))
 
     def get_raw(self, key: bytes) -> bytes | None:
         """Like :meth:`get` for any key, system keys included (for the engine)."""
@@ -123,23 +123,22 @@ class KvTransactionView:
                                              strict=True)))
                 return len(key_list)
             key_slices = list_slices(key_list, "keys", max_key) or list_slices(
-                _converted(key_list, "keys", max_key, user_key), "keys", max_key)
+                _converted(key_list, "keys", max_key), "keys", max_key)
             value_slices = list_slices(value_list, "values", max_value) or list_slices(
                 _converted(value_list, "values", max_value), "values", max_value)
             assert key_slices is not None and value_slices is not None
         count = key_slices[0].size
         if count != value_slices[0].size:
             raise ValueError(f"put_many got {count} keys and {value_slices[0].size} values")
-        refuse_system_keys(key_slices, "keys")
         self._writes.add_sorted(entries_from_slices(np.full(count, PUT, np.uint8), key_slices,
-                                                    value_slices))
+                                                    value_slices, USER_PREFIX))
         return int(count)
 
     def scan(self, start: Any = None, end: Any = None,
              prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
         """Ordered pairs as this transaction sees them (its own writes included)."""
         low, high = scan_bounds(start, end, prefix, self._options.max_key_size)
-        return self.scan_raw(low, high)
+        return _user_pairs(self.scan_raw(low, high))
 
     def scan_raw(self, low: bytes | None, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Like :meth:`scan` over ``[low, high)``, system keys included (for the engine)."""
@@ -147,6 +146,12 @@ class KvTransactionView:
         own = self._writes.items(low, high)
         committed = ((k, v) for k, v in self._current().scan(low, high, None))
         yield from newest_by_key([own, committed])
+
+
+def _user_pairs(pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    """Stored-form user pairs as the user sees them (key space byte dropped)."""
+    for key, value in pairs:
+        yield key[1:], value
 
 
 def _converted(items: Sequence[Any], what: str, limit: int,

@@ -1,7 +1,7 @@
 """The table catalog: table definitions stored as system keys of the store.
 
 A table's definition (:class:`TableDef`) is the value of the system key
-``0xFF 0x01 'T' + name``; the next table id is the value of ``0xFF 0x01 'N'``. Keeping
+``0x01 0x01 'T' + name``; the next table id is the value of ``0x01 0x01 'N'``. Keeping
 the catalog in the transactional key/value store gives catalog changes everything
 data has: they commit atomically with other writes, survive crashes through the
 WAL and checkpoints, and every snapshot sees the catalog as of its commit. Value

@@ -41,6 +41,9 @@ def test_gather_copies_chosen_slices_in_order() -> None:
     offsets, data = sort.gather_slices(starts, lengths, buffer, np.array([3, 0, 1, 0]))
     assert offsets.tolist() == [0, 3, 5, 5, 7]
     assert data.tobytes() == b"cccbbbb"
+    offsets, data = sort.gather_slices(starts, lengths, buffer, np.array([2, 1]), b"\x00")
+    assert offsets.tolist() == [0, 2, 3]
+    assert data.tobytes() == b"\x00a\x00"
 
 
 @pytest.mark.parametrize("shape", ["random", "shared prefix", "duplicates", "trailing zeros"])
