@@ -10,6 +10,7 @@ from .database import Database, connect
 from .errors import (
     ClosedError,
     ConfigError,
+    ConstraintError,
     CorruptionError,
     DurabilityError,
     Error,
@@ -25,8 +26,8 @@ from .errors import (
 from .transaction import Snapshot, Transaction
 
 __all__ = [
-    "ClosedError", "ConfigError", "CorruptionError", "Database", "DurabilityError", "Error",
-    "FormatVersionError", "LimitError", "LockedError", "ReadOnlyError",
-    "SchemaError", "Snapshot", "TableExistsError", "TableNotFoundError", "Transaction",
-    "TransactionError", "__version__", "connect",
+    "ClosedError", "ConfigError", "ConstraintError", "CorruptionError", "Database",
+    "DurabilityError", "Error", "FormatVersionError", "LimitError", "LockedError",
+    "ReadOnlyError", "SchemaError", "Snapshot", "TableExistsError", "TableNotFoundError",
+    "Transaction", "TransactionError", "__version__", "connect",
 ]

@@ -46,6 +46,11 @@ class SchemaError(Error, ValueError):
     """A table schema, column, name or primary key is invalid (the message names it)."""
 
 
+class ConstraintError(Error, ValueError):
+    """A write breaks a table constraint (duplicate or null primary key); the message
+    names the key and the column. Nothing of the transaction's call is applied."""
+
+
 class TableNotFoundError(Error, KeyError):
     """No table has the given name."""
 
