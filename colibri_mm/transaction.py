@@ -8,11 +8,14 @@ normally and aborts when it raises; a snapshot is released when its block ends.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClosedError, TransactionError
 from .kv.views import KvSnapshotView, KvTransactionView
 from .kv.writeset import WriteSet
+from .tables import registry
+from .tables import rows as table_rows
+from .tables.table import Table
 
 if TYPE_CHECKING:
     from .database import Database
@@ -35,6 +38,15 @@ class Snapshot:
         if not self._open:
             raise ClosedError("the snapshot has been closed")
         self._db._check_open()
+
+    def table(self, name: str) -> Table:
+        """Table ``name`` as this snapshot sees it."""
+        registry.lookup(self.kv, name)
+        return Table(self._db, name, self)
+
+    def tables(self) -> list[str]:
+        """Names of the tables this snapshot sees, sorted."""
+        return registry.names(self.kv)
 
     def close(self) -> None:
         """Release the snapshot (idempotent)."""
@@ -67,6 +79,15 @@ class Transaction:
         if not self._active:
             raise TransactionError("the transaction has already committed or aborted")
         self._db._check_open()
+
+    def insert(self, table: str, rows: Any) -> int:
+        """Add ``rows`` to ``table`` (a ``pa.Table``, ``pa.RecordBatch``, anything with
+        ``__arrow_c_stream__``, a dict of columns or a list of dicts); returns how
+        many. A primary key already present or repeated raises
+        :class:`~colibri_mm.errors.ConstraintError` and adds nothing."""
+        options = self._db.options
+        return table_rows.insert(self.kv, registry.lookup(self.kv, table), rows,
+                                 options.row_group_rows, options.bulk_changes)
 
     def commit(self) -> None:
         """Make the writes durable (per the durability mode) and visible."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..kernels.merge import Entries
 from .batch import Slices, arrow_slices, entries_from_slices, list_slices
 from .keys import USER_PREFIX, as_bytes, scan_bounds, user_key
 from .records import PUT
@@ -87,6 +88,11 @@ class KvTransactionView:
         """Set (None: delete) any key, system keys included (for the engine)."""
         self._check_writable()
         self._writes.put(key, value)
+
+    def put_sorted_raw(self, entries: Entries) -> None:
+        """Write sorted entries with distinct stored-form keys (for the engine)."""
+        self._check_writable()
+        self._writes.add_sorted(entries)
 
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value``."""

@@ -1,31 +1,52 @@
-"""``db.table(name)``: a handle on a table, by name."""
+"""``db.table(name)`` and ``snap.table(name)``: a handle on a table, by name."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from . import registry
+from ..errors import ReadOnlyError
+from ..kv.views import KvSnapshotView
+from . import registry, rows
 from .catalog import TableDef
+from .scan import Scan
 
 if TYPE_CHECKING:
     from ..database import Database
+    from ..transaction import Snapshot
 
 
 class Table:
-    """A table of the database. Its definition is read from the newest commit each
-    time, so a handle stays valid across schema changes; it raises
-    :class:`~colibri_mm.errors.TableNotFoundError` once the table is dropped or renamed.
+    """A table of the database.
+
+    From ``db.table(name)`` every read takes a snapshot of the newest commit, so a
+    handle stays valid across schema changes (and raises
+    :class:`~colibri_mm.errors.TableNotFoundError` once the table is dropped or
+    renamed); from ``snap.table(name)`` every read sees that snapshot.
     """
 
-    def __init__(self, db: Database, name: str) -> None:
+    def __init__(self, db: Database, name: str, snapshot: Snapshot | None = None) -> None:
         self._db = db
         self._name = name
+        self._snapshot = snapshot
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[tuple[KvSnapshotView, TableDef]]:
+        """The key/value view to read through and the table's definition in it."""
+        if self._snapshot is not None:
+            view = self._snapshot.kv
+            yield view, registry.lookup(view, self._name)
+            return
+        with self._db.snapshot() as snap:
+            yield snap.kv, registry.lookup(snap.kv, self._name)
 
     def _definition(self) -> TableDef:
-        with self._db.snapshot() as snap:
-            return registry.lookup(snap.kv, self._name)
+        with self._reading() as (_, definition):
+            return definition
 
     @property
     def name(self) -> str:
@@ -42,8 +63,30 @@ class Table:
         """The primary key columns (None: a keyless table)."""
         return self._definition().primary_key
 
+    def get(self, key: Any) -> dict[str, Any] | None:
+        """The row with primary key ``key`` (a value; a tuple for a key of several
+        columns) as a dict, or None."""
+        with self._reading() as (view, definition):
+            return rows.get(view, definition, key)
+
+    def scan(self, columns: Sequence[str] | None = None,
+             filter: pc.Expression | None = None) -> Scan:
+        """The rows of a snapshot taken now (``columns``: a projection; ``filter``: a
+        ``pyarrow.compute`` expression such as ``pc.field("x") > 0.5``)."""
+        with self._reading() as (view, definition):
+            return Scan(rows.scan(view, definition, columns, filter))
+
+    def count(self, filter: pc.Expression | None = None) -> int:
+        """Number of rows (for which ``filter`` holds)."""
+        with self._reading() as (view, definition):
+            return sum(chunk.num_rows
+                       for chunk in rows.filtered_chunks(view, definition, filter))
+
     def add_column(self, field: pa.Field, default: Any = None) -> None:
         """Append a column; rows written before read ``default`` in it (one transaction)."""
+        if self._snapshot is not None:
+            raise ReadOnlyError(f"table {self._name!r} was opened from a snapshot, which "
+                                "cannot change the schema")
         with self._db.transaction() as tx:
             registry.add_column(tx.kv, self._name, field, default)
 
