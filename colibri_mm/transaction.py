@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ClosedError, TransactionError
 from .kv.views import KvSnapshotView, KvTransactionView
 from .kv.writeset import WriteSet
-from .tables import registry
-from .tables import rows as table_rows
+from .tables import registry, writes
 from .tables.table import Table
 
 if TYPE_CHECKING:
@@ -86,8 +85,31 @@ class Transaction:
         many. A primary key already present or repeated raises
         :class:`~colibri_mm.errors.ConstraintError` and adds nothing."""
         options = self._db.options
-        return table_rows.insert(self.kv, registry.lookup(self.kv, table), rows,
-                                 options.row_group_rows, options.bulk_changes)
+        return writes.insert(self.kv, registry.lookup(self.kv, table), rows,
+                             options.row_group_rows, options.bulk_changes)
+
+    def upsert(self, table: str, rows: Any) -> int:
+        """Insert ``rows``, replacing the rows that have their primary keys (of rows
+        repeating a key, the last wins); returns how many rows were written."""
+        options = self._db.options
+        return writes.upsert(self.kv, registry.lookup(self.kv, table), rows,
+                             options.row_group_rows, options.bulk_changes)
+
+    def update(self, table: str, key: Any, changes: dict[str, Any]) -> bool:
+        """Set the columns in ``changes`` of the row with primary key ``key`` (a
+        value, or a tuple); False if there is no such row."""
+        options = self._db.options
+        return writes.update(self.kv, registry.lookup(self.kv, table), key, changes,
+                             options.row_group_rows, options.bulk_changes)
+
+    def delete(self, table: str, key: Any) -> bool:
+        """Delete the row with primary key ``key``; False if there is none."""
+        return writes.delete(self.kv, registry.lookup(self.kv, table), key)
+
+    def delete_where(self, table: str, filter: Any) -> int:
+        """Delete every row for which the ``pyarrow.compute`` expression ``filter``
+        holds; returns how many."""
+        return writes.delete_where(self.kv, registry.lookup(self.kv, table), filter)
 
     def commit(self) -> None:
         """Make the writes durable (per the durability mode) and visible."""

@@ -1,13 +1,15 @@
-"""Rows of tables, stored in the engine key space of the transactional store.
+"""Rows of tables, as stored in the engine key space of the transactional store, and
+how they are read.
 
 A table's rows are kept in *chunks* of at most ``row_group_rows`` rows: each chunk is
 the value of key ``01 03 table_id chunk`` and holds an Arrow IPC stream of one record
 batch, so every column of a chunk is one contiguous buffer. The primary key index
 maps ``01 02 table_id key`` (the key in memcomparable form, :mod:`.keys`) to the
-row's id ``chunk << 32 | row``; ``01 04 table_id`` holds the next chunk number.
-Living in the store, rows get its transactions, WAL, checkpoints, crash recovery,
-reader processes and MVCC: a snapshot sees the chunks and index entries of its CSN.
-Layout: ``docs/FORMAT.md`` section 8.
+row's id ``chunk << 32 | row``; ``01 04 table_id`` holds the next chunk number; a
+deleted row is marked by key ``01 05 table_id chunk row``. Living in the store, rows
+get its transactions, WAL, checkpoints, crash recovery, reader processes and MVCC: a
+snapshot sees the chunks, index entries and delete marks of its CSN. Layout:
+``docs/FORMAT.md`` section 8. Writes are in :mod:`.writes`.
 """
 
 from __future__ import annotations
@@ -20,188 +22,43 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import ConstraintError, SchemaError
-from ..kernels.sort import sorted_distinct
-from ..kv.batch import entries_from_slices
+from ..errors import CorruptionError, SchemaError
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
-from ..kv.records import PUT
 from ..kv.views import KvSnapshotView, KvTransactionView
 from .catalog import TableDef
-from .keys import encode_key, encode_keys
+from .keys import encode_key
 
 INDEX = SYSTEM_PREFIX + b"\x02"
 CHUNKS = SYSTEM_PREFIX + b"\x03"
 NEXT_CHUNK = SYSTEM_PREFIX + b"\x04"
-_ROW_ID = struct.Struct(">Q")
+DELETED = SYSTEM_PREFIX + b"\x05"
+ROW_ID = struct.Struct(">Q")
 KvView = KvSnapshotView | KvTransactionView
+_ROW_NUMBER = "\x00row"
+"""A column name no table can have (names cannot contain NUL in filters' sense)."""
 
 
-def _table_part(definition: TableDef) -> bytes:
+def table_part(definition: TableDef) -> bytes:
+    """The table id as it appears in keys."""
     return definition.table_id.to_bytes(4, "big")
 
 
 def index_prefix(definition: TableDef) -> bytes:
     """Prefix of every primary-key index entry of the table."""
-    return INDEX + _table_part(definition)
+    return INDEX + table_part(definition)
 
 
 def chunk_key(definition: TableDef, chunk: int) -> bytes:
     """Key of chunk number ``chunk`` of the table."""
-    return CHUNKS + _table_part(definition) + chunk.to_bytes(4, "big")
+    return CHUNKS + table_part(definition) + chunk.to_bytes(4, "big")
 
 
-def conform(definition: TableDef, rows: Any) -> pa.Table:
-    """``rows`` (a ``pa.Table``, ``pa.RecordBatch``, anything with
-    ``__arrow_c_stream__``, a dict of columns or a list of dicts) as a table of
-    exactly the table's schema: columns cast to their types, missing nullable
-    columns null. Anything else raises :class:`SchemaError` naming the column."""
-    schema = definition.schema
-    name = definition.name
-    if isinstance(rows, pa.RecordBatch):
-        rows = pa.Table.from_batches([rows])
-    elif isinstance(rows, dict):
-        rows = _from_columns(definition, rows)
-    elif isinstance(rows, list):
-        extra = sorted({k for row in rows for k in row} - set(schema.names))
-        if extra:
-            raise SchemaError(f"table {name!r} has no column {extra[0]!r}")
-        rows = pa.Table.from_pylist(rows, schema=schema)
-    elif not isinstance(rows, pa.Table) and hasattr(rows, "__arrow_c_stream__"):
-        rows = pa.RecordBatchReader.from_stream(rows).read_all()
-    if not isinstance(rows, pa.Table):
-        raise TypeError(f"rows must be a pyarrow Table or RecordBatch, an object with "
-                        f"__arrow_c_stream__, a dict of columns or a list of dicts; got "
-                        f"{type(rows).__name__}")
-    extra = [c for c in rows.column_names if c not in schema.names]
-    if extra:
-        raise SchemaError(f"table {name!r} has no column {extra[0]!r}")
-    columns = []
-    for field in schema:
-        if field.name in rows.column_names:
-            columns.append(_cast(name, field, rows.column(field.name)))
-        elif field.nullable:
-            columns.append(pa.nulls(rows.num_rows, field.type))
-        else:
-            raise SchemaError(f"table {name!r}: column {field.name!r} is missing and not "
-                              "nullable")
-    return pa.Table.from_arrays(columns, schema=schema)
+def deleted_key(definition: TableDef, chunk: int, row: int) -> bytes:
+    """Key marking row ``row`` of chunk ``chunk`` deleted."""
+    return DELETED + table_part(definition) + chunk.to_bytes(4, "big") + row.to_bytes(4, "big")
 
 
-def _from_columns(definition: TableDef, columns: dict[str, Any]) -> pa.Table:
-    arrays = {}
-    for column, values in columns.items():
-        if column not in definition.schema.names:
-            raise SchemaError(f"table {definition.name!r} has no column {column!r}")
-        field = definition.schema.field(column)
-        try:
-            arrays[column] = pa.array(values, type=field.type)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-            raise SchemaError(f"table {definition.name!r}: column {column!r} does not fit "
-                              f"type {field.type} ({e})") from None
-    return pa.table(arrays)
-
-
-def _cast(table: str, field: pa.Field, column: pa.ChunkedArray) -> pa.ChunkedArray:
-    if column.type == field.type:
-        result = column
-    else:
-        try:
-            result = column.cast(field.type)
-        except (pa.ArrowException, TypeError, ValueError) as e:
-            raise SchemaError(f"table {table!r}: column {field.name!r} of type {column.type} "
-                              f"does not convert to {field.type} ({e})") from None
-    if not field.nullable and result.null_count:
-        raise SchemaError(f"table {table!r}: column {field.name!r} is not nullable but "
-                          f"holds {result.null_count} nulls")
-    return result
-
-
-def insert(view: KvTransactionView, definition: TableDef, rows: Any,
-           chunk_rows: int, bulk_changes: int) -> int:
-    """Add ``rows`` to the table in the transaction of ``view``; returns how many.
-
-    A primary key already present (or repeated in ``rows``) raises
-    :class:`ConstraintError` naming it, before anything is written.
-    """
-    table = conform(definition, rows)
-    n = table.num_rows
-    if n == 0:
-        return 0
-    keys = _checked_new_keys(view, definition, table)
-    next_key = NEXT_CHUNK + _table_part(definition)
-    stored = view.get_raw(next_key)
-    first_chunk = 0 if stored is None else int.from_bytes(stored, "big")
-    chunk = first_chunk
-    for start in range(0, n, chunk_rows):
-        view.put_raw(chunk_key(definition, chunk), _ipc(table.slice(start, chunk_rows)))
-        chunk += 1
-    view.put_raw(next_key, chunk.to_bytes(4, "big"))
-    if keys is not None:
-        positions = np.arange(n, dtype=np.uint64)
-        row_ids = ((np.uint64(first_chunk) + positions // np.uint64(chunk_rows))
-                   << np.uint64(32)) | (positions % np.uint64(chunk_rows))
-        _put_index(view, definition, keys, row_ids.astype(">u8").view(np.uint8),
-                   bulk_changes)
-    return int(n)
-
-
-def _checked_new_keys(view: KvTransactionView, definition: TableDef,
-                      table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
-    """The encoded keys of ``table``'s rows, after checking none is repeated or
-    present already (None for a keyless table)."""
-    columns = definition.primary_key
-    if columns is None:
-        return None
-    offsets, data = encode_keys(table, columns)
-    starts = offsets[:-1]
-    lengths = np.diff(offsets)
-    if sorted_distinct(starts, lengths, data).size != table.num_rows:
-        seen: set[bytes] = set()
-        for i in range(table.num_rows):
-            key = data[offsets[i] : offsets[i + 1]].tobytes()
-            if key in seen:
-                raise ConstraintError(f"duplicate primary key {_key_values(table, columns, i)} "
-                                      f"in the rows inserted into {definition.name!r}")
-            seen.add(key)
-    prefix = index_prefix(definition)
-    for i in range(table.num_rows):
-        if view.get_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes()) is not None:
-            raise ConstraintError(f"duplicate primary key {_key_values(table, columns, i)}: "
-                                  f"table {definition.name!r} already has it")
-    return offsets, data
-
-
-def _key_values(table: pa.Table, columns: Sequence[str], row: int) -> str:
-    values = table.slice(row, 1).select(list(columns)).to_pylist()[0]
-    return ", ".join(f"{c}={values[c]!r}" for c in columns)
-
-
-def _put_index(view: KvTransactionView, definition: TableDef,
-               keys: tuple[np.ndarray, np.ndarray], row_ids: np.ndarray,
-               bulk_changes: int) -> None:
-    offsets, data = keys
-    n = offsets.size - 1
-    prefix = index_prefix(definition)
-    if n < bulk_changes:
-        for i in range(n):
-            view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(),
-                         row_ids[8 * i : 8 * i + 8].tobytes())
-        return
-    value_starts = np.arange(n, dtype=np.int64) * 8
-    view.put_sorted_raw(entries_from_slices(
-        np.full(n, PUT, np.uint8), (offsets[:-1], np.diff(offsets), data),
-        (value_starts, np.full(n, 8, np.int64), row_ids), prefix))
-
-
-def _ipc(rows: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as stream:
-        for batch in rows.combine_chunks().to_batches():
-            stream.write_batch(batch)
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
-
-
-def _read_chunk(definition: TableDef, value: bytes) -> pa.Table:
+def read_chunk(definition: TableDef, value: bytes) -> pa.Table:
     """A stored chunk as a table of the current schema (columns added later filled
     with their defaults)."""
     chunk = pa.ipc.open_stream(pa.py_buffer(value)).read_all()
@@ -216,57 +73,89 @@ def _read_chunk(definition: TableDef, value: bytes) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=definition.schema)
 
 
-def get(view: KvView, definition: TableDef, key: Any) -> dict[str, Any] | None:
-    """The row with primary key ``key`` (a value, or a tuple for several columns)."""
+def encoded_key(definition: TableDef, key: Any) -> bytes:
+    """The index key of primary key ``key`` (a value, or a tuple for several columns)."""
     columns = definition.primary_key
     if columns is None:
-        raise SchemaError(f"table {definition.name!r} has no primary key to get rows by")
+        raise SchemaError(f"table {definition.name!r} has no primary key")
     values = tuple(key) if isinstance(key, tuple | list) else (key,)
-    row_id = view.get_raw(index_prefix(definition) + encode_key(definition.schema, columns,
-                                                                 values))
+    return index_prefix(definition) + encode_key(definition.schema, columns, values)
+
+
+def find(view: KvView, definition: TableDef, key: Any) -> tuple[int, int] | None:
+    """(chunk, row) of the row with primary key ``key``, or None."""
+    row_id = view.get_raw(encoded_key(definition, key))
     if row_id is None:
         return None
-    (packed,) = _ROW_ID.unpack(row_id)
-    value = view.get_raw(chunk_key(definition, packed >> 32))
+    (packed,) = ROW_ID.unpack(row_id)
+    return packed >> 32, packed & 0xFFFFFFFF
+
+
+def get(view: KvView, definition: TableDef, key: Any) -> dict[str, Any] | None:
+    """The row with primary key ``key`` as a dict, or None."""
+    where = find(view, definition, key)
+    if where is None:
+        return None
+    value = view.get_raw(chunk_key(definition, where[0]))
     if value is None:
-        raise SchemaError(f"table {definition.name!r}: the index points at a missing chunk")
-    row: dict[str, Any] = _read_chunk(definition, value).slice(packed & 0xFFFFFFFF,
-                                                               1).to_pylist()[0]
+        raise CorruptionError(f"table {definition.name!r}: the primary key index points "
+                              f"at chunk {where[0]}, which is missing")
+    row: dict[str, Any] = read_chunk(definition, value).slice(where[1], 1).to_pylist()[0]
     return row
 
 
-def chunks(view: KvView, definition: TableDef) -> Iterator[pa.Table]:
-    """Every chunk of the table, in insertion order."""
-    low = CHUNKS + _table_part(definition)
-    for _, value in view.scan_raw(low, prefix_end(low)):
-        yield _read_chunk(definition, value)
+def live_chunks(view: KvView, definition: TableDef,
+                ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
+    """(chunk number, row numbers, rows) of every chunk, deleted rows left out."""
+    low = CHUNKS + table_part(definition)
+    for key, value in view.scan_raw(low, prefix_end(low)):
+        chunk = int.from_bytes(key[-4:], "big")
+        rows = read_chunk(definition, value)
+        positions = np.arange(rows.num_rows)
+        marks = DELETED + table_part(definition) + key[-4:]
+        deleted = [int.from_bytes(k[-4:], "big")
+                   for k, _ in view.scan_raw(marks, prefix_end(marks))]
+        if deleted:
+            keep = np.ones(rows.num_rows, bool)
+            keep[deleted] = False
+            positions = positions[keep]
+            rows = rows.filter(pa.array(keep))
+        yield chunk, positions, rows
+
+
+def matching(definition: TableDef, rows: pa.Table,
+             filter: pc.Expression | None) -> np.ndarray:
+    """Mask of the rows for which ``filter`` holds (all if None)."""
+    if filter is None:
+        return np.ones(rows.num_rows, bool)
+    numbered = rows.append_column(_ROW_NUMBER, pa.array(np.arange(rows.num_rows)))
+    try:
+        kept = numbered.filter(filter).column(_ROW_NUMBER).to_numpy()
+    except (pa.ArrowException, TypeError) as e:
+        raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be "
+                          f"evaluated ({e})") from None
+    result = np.zeros(rows.num_rows, bool)
+    result[kept] = True
+    return result
 
 
 def filtered_chunks(view: KvView, definition: TableDef,
                     filter: pc.Expression | None) -> Iterator[pa.Table]:
-    """Every chunk, keeping the rows for which ``filter`` holds (all if None)."""
-    for chunk in chunks(view, definition):
-        if filter is None:
-            yield chunk
-            continue
-        try:
-            yield chunk.filter(filter)
-        except (pa.ArrowException, TypeError) as e:
-            raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be "
-                              f"evaluated ({e})") from None
+    """Every chunk's live rows for which ``filter`` holds (all if None)."""
+    for _, _, rows in live_chunks(view, definition):
+        yield rows if filter is None else rows.filter(pa.array(matching(definition, rows,
+                                                                          filter)))
 
 
 def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
          filter: pc.Expression | None) -> pa.Table:
-    """The rows (all columns, or ``columns``) for which ``filter`` holds."""
+    """The live rows (all columns, or ``columns``) for which ``filter`` holds."""
     if columns is not None:
         missing = [c for c in columns if c not in definition.schema.names]
         if missing:
             raise SchemaError(f"table {definition.name!r} has no column {missing[0]!r}")
-    parts = []
-    for chunk in filtered_chunks(view, definition, filter):
-        if chunk.num_rows:
-            parts.append(chunk if columns is None else chunk.select(list(columns)))
+    parts = [rows if columns is None else rows.select(list(columns))
+             for rows in filtered_chunks(view, definition, filter) if rows.num_rows]
     if not parts:
         empty = definition.schema.empty_table()
         return empty if columns is None else empty.select(list(columns))

@@ -1,0 +1,224 @@
+"""Changing a table's rows inside a transaction: insert, upsert, update, delete,
+delete_where (layout in :mod:`.rows`).
+
+Every change is checked before anything is written (a duplicate or null key, a
+column that does not fit), so a failed call leaves the transaction as it was. An
+update or upsert of an existing row marks the old row deleted and writes the new
+version as a new row; the index entry moves to it, while snapshots older than the
+commit still reach the old version through their older index entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ConstraintError, SchemaError
+from ..kernels.keycodec import Varlen
+from ..kernels.sort import sorted_distinct
+from ..kv.batch import entries_from_slices
+from ..kv.records import PUT
+from ..kv.views import KvTransactionView
+from .catalog import TableDef
+from .conform import conform
+from .keys import encode_keys
+from .rows import (
+    NEXT_CHUNK,
+    ROW_ID,
+    chunk_key,
+    deleted_key,
+    encoded_key,
+    find,
+    get,
+    index_prefix,
+    live_chunks,
+    matching,
+    table_part,
+)
+
+
+def insert(view: KvTransactionView, definition: TableDef, rows: Any,
+           chunk_rows: int, bulk_changes: int) -> int:
+    """Add ``rows``; a primary key already present or repeated in ``rows`` raises
+    :class:`ConstraintError` naming it. Returns how many rows were added."""
+    table = conform(definition, rows)
+    if table.num_rows == 0:
+        return 0
+    keys = _keys(definition, table, repeated="error")
+    if keys is not None:
+        _refuse_present(view, definition, table, keys)
+    _append(view, definition, table, keys, chunk_rows, bulk_changes)
+    return int(table.num_rows)
+
+
+def upsert(view: KvTransactionView, definition: TableDef, rows: Any,
+           chunk_rows: int, bulk_changes: int) -> int:
+    """Insert ``rows``, replacing rows with the same primary key (the last of rows
+    repeating a key wins). Returns how many rows were written."""
+    table = conform(definition, rows)
+    if definition.primary_key is None:
+        raise SchemaError(f"table {definition.name!r} has no primary key to upsert by")
+    if table.num_rows == 0:
+        return 0
+    keyed = _keys(definition, table, repeated="keep last")
+    assert keyed is not None
+    offsets, data, table = keyed
+    prefix = index_prefix(definition)
+    for i in range(table.num_rows):
+        row_id = view.get_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes())
+        if row_id is not None:
+            (packed,) = ROW_ID.unpack(row_id)
+            view.put_raw(deleted_key(definition, packed >> 32, packed & 0xFFFFFFFF), b"")
+    _append(view, definition, table, (offsets, data), chunk_rows, bulk_changes)
+    return int(table.num_rows)
+
+
+def update(view: KvTransactionView, definition: TableDef, key: Any,
+           changes: dict[str, Any], chunk_rows: int, bulk_changes: int) -> bool:
+    """Set the columns in ``changes`` of the row with primary key ``key``; False if
+    there is no such row. Changing key columns moves the row to its new key (which
+    must be free)."""
+    unknown = [c for c in changes if c not in definition.schema.names]
+    if unknown:
+        raise SchemaError(f"table {definition.name!r} has no column {unknown[0]!r}")
+    row = get(view, definition, key)
+    if row is None:
+        return False
+    new = conform(definition, [{**row, **changes}])
+    new_keys = _keys(definition, new, repeated="error")
+    assert new_keys is not None
+    offsets, data = new_keys[0], new_keys[1]
+    if index_prefix(definition) + data[offsets[0] : offsets[1]].tobytes() != \
+            encoded_key(definition, key):
+        _refuse_present(view, definition, new, new_keys)
+    delete(view, definition, key)
+    _append(view, definition, new, new_keys, chunk_rows, bulk_changes)
+    return True
+
+
+def delete(view: KvTransactionView, definition: TableDef, key: Any) -> bool:
+    """Delete the row with primary key ``key``; False if there is none."""
+    where = find(view, definition, key)
+    if where is None:
+        return False
+    view.put_raw(deleted_key(definition, *where), b"")
+    view.put_raw(encoded_key(definition, key), None)
+    return True
+
+
+def delete_where(view: KvTransactionView, definition: TableDef,
+                 filter: pc.Expression) -> int:
+    """Delete every row for which ``filter`` holds; returns how many."""
+    if not isinstance(filter, pc.Expression):
+        raise TypeError(f"delete_where takes a pyarrow.compute expression, not "
+                        f"{type(filter).__name__}")
+    marked = []
+    for chunk, positions, rows in live_chunks(view, definition):
+        hit = matching(definition, rows, filter)
+        if hit.any():
+            marked.append((chunk, positions[hit], rows.filter(pa.array(hit))))
+    prefix = index_prefix(definition)
+    count = 0
+    for chunk, rows_hit, rows in marked:
+        for row in rows_hit.tolist():
+            view.put_raw(deleted_key(definition, chunk, row), b"")
+        if definition.primary_key is not None:
+            offsets, data = encode_keys(rows, definition.primary_key)
+            for i in range(rows.num_rows):
+                view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(), None)
+        count += len(rows_hit)
+    return count
+
+
+def _keys(definition: TableDef, table: pa.Table,
+          repeated: str) -> tuple[np.ndarray, np.ndarray, pa.Table] | None:
+    """Encoded keys of ``table`` (and the table): a key repeated in it raises
+    :class:`ConstraintError` (``"error"``) or keeps its last row (``"keep last"``,
+    which may return fewer rows). None for a keyless table."""
+    columns = definition.primary_key
+    if columns is None:
+        return None
+    offsets, data = encode_keys(table, columns)
+    newest = sorted_distinct(offsets[:-1], np.diff(offsets), data)
+    if newest.size == table.num_rows:
+        return offsets, data, table
+    if repeated == "keep last":
+        kept = np.sort(newest)
+        table = table.take(pa.array(kept))
+        offsets, data = encode_keys(table, columns)
+        return offsets, data, table
+    seen: set[bytes] = set()
+    for i in range(table.num_rows):
+        key = data[offsets[i] : offsets[i + 1]].tobytes()
+        if key in seen:
+            raise ConstraintError(f"duplicate primary key {_key_values(table, columns, i)} "
+                                  f"in the rows written to {definition.name!r}")
+        seen.add(key)
+    raise AssertionError("a repeated key was not found")
+
+
+def _refuse_present(view: KvTransactionView, definition: TableDef, table: pa.Table,
+                    keys: tuple[np.ndarray, np.ndarray, pa.Table] | Varlen) -> None:
+    offsets, data = keys[0], keys[1]
+    prefix = index_prefix(definition)
+    for i in range(table.num_rows):
+        if view.get_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes()) is not None:
+            assert definition.primary_key is not None
+            raise ConstraintError(f"duplicate primary key "
+                                  f"{_key_values(table, definition.primary_key, i)}: "
+                                  f"table {definition.name!r} already has it")
+
+
+def _key_values(table: pa.Table, columns: Sequence[str], row: int) -> str:
+    values = table.slice(row, 1).select(list(columns)).to_pylist()[0]
+    return ", ".join(f"{c}={values[c]!r}" for c in columns)
+
+
+def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
+            keys: tuple[np.ndarray, np.ndarray, pa.Table] | Varlen | None, chunk_rows: int,
+            bulk_changes: int) -> None:
+    """Write ``table`` as new chunks and point the index at its rows."""
+    n = table.num_rows
+    next_key = NEXT_CHUNK + table_part(definition)
+    stored = view.get_raw(next_key)
+    first_chunk = 0 if stored is None else int.from_bytes(stored, "big")
+    chunk = first_chunk
+    for start in range(0, n, chunk_rows):
+        view.put_raw(chunk_key(definition, chunk), _ipc(table.slice(start, chunk_rows)))
+        chunk += 1
+    view.put_raw(next_key, chunk.to_bytes(4, "big"))
+    if keys is None:
+        return
+    positions = np.arange(n, dtype=np.uint64)
+    row_ids = ((np.uint64(first_chunk) + positions // np.uint64(chunk_rows))
+               << np.uint64(32)) | (positions % np.uint64(chunk_rows))
+    _put_index(view, definition, (keys[0], keys[1]), row_ids.astype(">u8").view(np.uint8),
+               bulk_changes)
+
+
+def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,
+               row_ids: np.ndarray, bulk_changes: int) -> None:
+    offsets, data = keys
+    n = offsets.size - 1
+    prefix = index_prefix(definition)
+    if n < bulk_changes:
+        for i in range(n):
+            view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(),
+                         row_ids[8 * i : 8 * i + 8].tobytes())
+        return
+    value_starts = np.arange(n, dtype=np.int64) * 8
+    view.put_sorted_raw(entries_from_slices(
+        np.full(n, PUT, np.uint8), (offsets[:-1], np.diff(offsets), data),
+        (value_starts, np.full(n, 8, np.int64), row_ids), prefix))
+
+
+def _ipc(rows: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as stream:
+        for batch in rows.combine_chunks().to_batches():
+            stream.write_batch(batch)
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
