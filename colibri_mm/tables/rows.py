@@ -104,23 +104,50 @@ def get(view: KvView, definition: TableDef, key: Any) -> dict[str, Any] | None:
     return row
 
 
+def get_many(view: KvView, definition: TableDef, keys: Sequence[Any]) -> pa.Table:
+    """The rows with the given primary keys that exist, in the order of ``keys``
+    (each chunk involved is read once)."""
+    found = [(i, where) for i, key in enumerate(keys)
+             if (where := find(view, definition, key)) is not None]
+    by_chunk: dict[int, list[tuple[int, int]]] = {}
+    for i, (chunk, row) in found:
+        by_chunk.setdefault(chunk, []).append((i, row))
+    parts = []
+    order = []
+    for chunk, wanted in by_chunk.items():
+        value = view.get_raw(chunk_key(definition, chunk))
+        if value is None:
+            raise CorruptionError(f"table {definition.name!r}: the primary key index points "
+                                  f"at chunk {chunk}, which is missing")
+        parts.append(read_chunk(definition, value).take(pa.array([r for _, r in wanted])))
+        order += [i for i, _ in wanted]
+    if not parts:
+        return definition.schema.empty_table()
+    return pa.concat_tables(parts).take(pa.array(np.argsort(order, kind="stable")))
+
+
 def live_chunks(view: KvView, definition: TableDef,
                 ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
-    """(chunk number, row numbers, rows) of every chunk, deleted rows left out."""
+    """(chunk number, row numbers, rows) of every chunk, deleted rows left out (the
+    stored row count is ``len(row numbers) + deleted``; see :func:`deleted_rows`)."""
     low = CHUNKS + table_part(definition)
     for key, value in view.scan_raw(low, prefix_end(low)):
         chunk = int.from_bytes(key[-4:], "big")
         rows = read_chunk(definition, value)
         positions = np.arange(rows.num_rows)
-        marks = DELETED + table_part(definition) + key[-4:]
-        deleted = [int.from_bytes(k[-4:], "big")
-                   for k, _ in view.scan_raw(marks, prefix_end(marks))]
+        deleted = deleted_rows(view, definition, chunk)
         if deleted:
             keep = np.ones(rows.num_rows, bool)
             keep[deleted] = False
             positions = positions[keep]
             rows = rows.filter(pa.array(keep))
         yield chunk, positions, rows
+
+
+def deleted_rows(view: KvView, definition: TableDef, chunk: int) -> list[int]:
+    """Row numbers of chunk ``chunk`` marked deleted."""
+    marks = DELETED + table_part(definition) + chunk.to_bytes(4, "big")
+    return [int.from_bytes(k[-4:], "big") for k, _ in view.scan_raw(marks, prefix_end(marks))]
 
 
 def matching(definition: TableDef, rows: pa.Table,

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ..errors import ReadOnlyError
 from ..kv.views import KvSnapshotView
-from . import registry, rows
+from . import registry, rows, writes
 from .catalog import TableDef
 from .scan import Scan
 
@@ -69,6 +69,11 @@ class Table:
         with self._reading() as (view, definition):
             return rows.get(view, definition, key)
 
+    def get_many(self, keys: Sequence[Any]) -> pa.Table:
+        """The rows with the given primary keys that exist, in the order of ``keys``."""
+        with self._reading() as (view, definition):
+            return rows.get_many(view, definition, keys)
+
     def scan(self, columns: Sequence[str] | None = None,
              filter: pc.Expression | None = None) -> Scan:
         """The rows of a snapshot taken now (``columns``: a projection; ``filter``: a
@@ -81,6 +86,17 @@ class Table:
         with self._reading() as (view, definition):
             return sum(chunk.num_rows
                        for chunk in rows.filtered_chunks(view, definition, filter))
+
+    def compact(self) -> dict[str, int]:
+        """Rewrite the chunks holding deleted rows, or too few rows, into full chunks
+        (one transaction; snapshots already open keep reading the old chunks)."""
+        if self._snapshot is not None:
+            raise ReadOnlyError(f"table {self._name!r} was opened from a snapshot, which "
+                                "cannot compact it")
+        options = self._db.options
+        with self._db.transaction() as tx:
+            return writes.compact(tx.kv, registry.lookup(tx.kv, self._name),
+                                  options.row_group_rows, options.bulk_changes)
 
     def add_column(self, field: pa.Field, default: Any = None) -> None:
         """Append a column; rows written before read ``default`` in it (one transaction)."""

@@ -31,6 +31,7 @@ from .rows import (
     ROW_ID,
     chunk_key,
     deleted_key,
+    deleted_rows,
     encoded_key,
     find,
     get,
@@ -132,6 +133,34 @@ def delete_where(view: KvTransactionView, definition: TableDef,
                 view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(), None)
         count += len(rows_hit)
     return count
+
+
+def compact(view: KvTransactionView, definition: TableDef, chunk_rows: int,
+            bulk_changes: int) -> dict[str, int]:
+    """Rewrite the chunks holding deleted rows or fewer than half ``chunk_rows`` rows
+    into full chunks of their live rows (older snapshots keep the old chunks until
+    they end). Returns what was done."""
+    victims = []
+    dropped = 0
+    for chunk, _, rows in live_chunks(view, definition):
+        deleted = deleted_rows(view, definition, chunk)
+        if deleted or rows.num_rows < chunk_rows // 2:
+            victims.append((chunk, rows, deleted))
+            dropped += len(deleted)
+    if not dropped and len(victims) < 2:
+        return {"chunks_rewritten": 0, "rows_moved": 0, "deleted_rows_dropped": 0}
+    for chunk, _, deleted in victims:
+        view.put_raw(chunk_key(definition, chunk), None)
+        for row in deleted:
+            view.put_raw(deleted_key(definition, chunk, row), None)
+    live = [rows for _, rows, _ in victims if rows.num_rows]
+    moved = sum(rows.num_rows for rows in live)
+    if live:
+        table = pa.concat_tables(live)
+        keyed = _keys(definition, table, repeated="error")
+        _append(view, definition, table, keyed, chunk_rows, bulk_changes)
+    return {"chunks_rewritten": len(victims), "rows_moved": moved,
+            "deleted_rows_dropped": dropped}
 
 
 def _keys(definition: TableDef, table: pa.Table,

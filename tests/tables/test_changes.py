@@ -135,3 +135,23 @@ def test_changes_survive_reopen_and_checkpoint(tmp_path: Path) -> None:
         assert db.table("t").count() == 1010
         assert db.table("t").get(1005) == {"id": 1005, "name": "r1005", "n": 5}
         assert db.table("t").get(2) == {"id": 2, "name": "r2", "n": 0}
+
+
+def test_compact_rewrites_dead_and_small_chunks(db: cm.Database) -> None:
+    with db.transaction() as tx:
+        tx.delete_where("t", EVEN)
+        tx.insert("t", rows(range(20, 21)))
+    with db.snapshot() as before:
+        result = db.table("t").compact()
+        assert result["deleted_rows_dropped"] == 5
+        assert result["rows_moved"] == 6
+        assert before.table("t").count() == 6
+        assert before.table("t").get(3) == {"id": 3, "name": "r3", "n": 0}
+    assert sorted(content(db)) == [1, 3, 5, 7, 9, 20]
+    assert db.table("t").get(9) == {"id": 9, "name": "r9", "n": 0}
+    with db.snapshot() as snap:
+        from colibri_mm.tables import registry
+        from colibri_mm.tables import rows as table_rows
+        chunks = list(table_rows.live_chunks(snap.kv, registry.lookup(snap.kv, "t")))
+    assert [c[2].num_rows for c in chunks] == [4, 2]
+    assert db.table("t").compact()["chunks_rewritten"] == 0

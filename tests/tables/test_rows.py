@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from table_types import EVERY_TYPE
 
 import colibri_mm as cm
 
@@ -206,3 +207,43 @@ def test_rows_written_before_add_column_read_its_default(db: cm.Database) -> Non
                                          "joined": datetime.date(2020, 1, 1), "balance": None}
     assert db.table("people").get(5)["balance"] == decimal.Decimal("2.50")  # type: ignore[index]
     assert db.table("people").scan().num_rows == 3
+
+
+def test_every_supported_type_round_trips_with_nulls(tmp_path: Path) -> None:
+    values = {
+        "i8": [-128, None], "i16": [-32768, 7], "i32": [2**31 - 1, None],
+        "i64": [-(2**63), 3], "u8": [255, None], "u16": [65535, 0], "u32": [2**32 - 1, None],
+        "u64": [2**64 - 1, 1], "f32": [1.5, None], "f64": [-0.0, float("inf")],
+        "flag": [True, None], "ts_s": [datetime.datetime(1900, 1, 1), None],
+        "ts_ms_utc": [datetime.datetime(2026, 12, 4, 23, 59, tzinfo=datetime.UTC),
+                      None],
+        "ts_us_paris": [datetime.datetime(2000, 2, 29, 12, tzinfo=datetime.UTC),
+                        None],
+        "ts_ns": [datetime.datetime(2262, 4, 11), None], "day": [datetime.date(1, 1, 1), None],
+        "t_us": [datetime.time(23, 59, 59, 999999), None], "t_ns": [datetime.time(0), None],
+        "money": [decimal.Decimal("-99999999999999.9999"), None], "s": ["ünïcödé", None],
+        "ls": ["x" * 1000, ""], "b": [b"\x00\xff", None], "lb": [b"", None],
+        "fsb": [bytes(range(16)), None], "cat": ["a", None],
+    }
+    table = pa.table({name: pa.array(v, EVERY_TYPE.field(name).type)
+                      for name, v in values.items()}, schema=EVERY_TYPE)
+    path = tmp_path / "db"
+    with cm.connect(path, create=True) as db:
+        db.create_table("all", EVERY_TYPE, primary_key=["i64", "ls"])
+        with db.transaction() as tx:
+            tx.insert("all", table)
+        assert db.table("all").scan().to_arrow_table().sort_by("i64").equals(table)
+    with cm.connect(path) as db:
+        back = db.table("all").scan().to_arrow_table().sort_by("i64")
+        assert back.equals(table)
+        assert back.schema.equals(EVERY_TYPE, check_metadata=True)
+        assert db.table("all").get((3, ""))["fsb"] is None  # type: ignore[index]
+
+
+def test_get_many_returns_existing_rows_in_the_order_asked(db: cm.Database) -> None:
+    insert(db, "people", people(range(12)))
+    got = db.table("people").get_many([9, 100, 2, 5, 2])
+    assert got.column("id").to_pylist() == [9, 2, 5, 2]
+    assert got.schema.equals(PEOPLE)
+    assert db.table("people").get_many([]).num_rows == 0
+    assert db.table("people").get_many([77]).schema.equals(PEOPLE)
