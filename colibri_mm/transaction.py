@@ -104,12 +104,16 @@ class Transaction:
 
     def delete(self, table: str, key: Any) -> bool:
         """Delete the row with primary key ``key``; False if there is none."""
-        return writes.delete(self.kv, registry.lookup(self.kv, table), key)
+        options = self._db.options
+        return writes.delete(self.kv, registry.lookup(self.kv, table), key,
+                             options.row_group_rows, options.bulk_changes)
 
     def delete_where(self, table: str, filter: Any) -> int:
         """Delete every row for which the ``pyarrow.compute`` expression ``filter``
         holds; returns how many."""
-        return writes.delete_where(self.kv, registry.lookup(self.kv, table), filter)
+        options = self._db.options
+        return writes.delete_where(self.kv, registry.lookup(self.kv, table), filter,
+                                   options.row_group_rows, options.bulk_changes)
 
     def commit(self) -> None:
         """Make the writes durable (per the durability mode) and visible."""

@@ -6,7 +6,8 @@ the value of key ``01 03 table_id chunk`` and holds an Arrow IPC stream of one r
 batch, so every column of a chunk is one contiguous buffer. The primary key index
 maps ``01 02 table_id key`` (the key in memcomparable form, :mod:`.keys`) to the
 row's id ``chunk << 32 | row``; ``01 04 table_id`` holds the next chunk number; a
-deleted row is marked by key ``01 05 table_id chunk row``. Living in the store, rows
+deleted row is marked by key ``01 05 table_id chunk row``, and ``01 06 table_id
+chunk`` counts a chunk's stored and deleted rows. Living in the store, rows
 get its transactions, WAL, checkpoints, crash recovery, reader processes and MVCC: a
 snapshot sees the chunks, index entries and delete marks of its CSN. Layout:
 ``docs/FORMAT.md`` section 8. Writes are in :mod:`.writes`.
@@ -32,6 +33,8 @@ INDEX = SYSTEM_PREFIX + b"\x02"
 CHUNKS = SYSTEM_PREFIX + b"\x03"
 NEXT_CHUNK = SYSTEM_PREFIX + b"\x04"
 DELETED = SYSTEM_PREFIX + b"\x05"
+COUNTS = SYSTEM_PREFIX + b"\x06"
+_COUNTS = struct.Struct(">II")
 ROW_ID = struct.Struct(">Q")
 KvView = KvSnapshotView | KvTransactionView
 _ROW_NUMBER = "\x00row"
@@ -56,6 +59,25 @@ def chunk_key(definition: TableDef, chunk: int) -> bytes:
 def deleted_key(definition: TableDef, chunk: int, row: int) -> bytes:
     """Key marking row ``row`` of chunk ``chunk`` deleted."""
     return DELETED + table_part(definition) + chunk.to_bytes(4, "big") + row.to_bytes(4, "big")
+
+
+def counts_key(definition: TableDef, chunk: int) -> bytes:
+    """Key of chunk ``chunk``'s (stored rows, deleted rows) counts."""
+    return COUNTS + table_part(definition) + chunk.to_bytes(4, "big")
+
+
+def chunk_counts(view: KvView, definition: TableDef, chunk: int) -> tuple[int, int]:
+    """(stored rows, deleted rows) of chunk ``chunk``."""
+    value = view.get_raw(counts_key(definition, chunk))
+    if value is None:
+        raise CorruptionError(f"table {definition.name!r}: chunk {chunk} has no row counts")
+    stored, deleted = _COUNTS.unpack(value)
+    return stored, deleted
+
+
+def encode_counts(stored: int, deleted: int) -> bytes:
+    """Value of a chunk's counts key."""
+    return _COUNTS.pack(stored, deleted)
 
 
 def read_chunk(definition: TableDef, value: bytes) -> pa.Table:
@@ -135,7 +157,8 @@ def live_chunks(view: KvView, definition: TableDef,
         chunk = int.from_bytes(key[-4:], "big")
         rows = read_chunk(definition, value)
         positions = np.arange(rows.num_rows)
-        deleted = deleted_rows(view, definition, chunk)
+        deleted = deleted_rows(view, definition, chunk) \
+            if chunk_counts(view, definition, chunk)[1] else []
         if deleted:
             keep = np.ones(rows.num_rows, bool)
             keep[deleted] = False

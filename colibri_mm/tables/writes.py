@@ -29,9 +29,12 @@ from .keys import encode_keys
 from .rows import (
     NEXT_CHUNK,
     ROW_ID,
+    chunk_counts,
     chunk_key,
+    counts_key,
     deleted_key,
     deleted_rows,
+    encode_counts,
     encoded_key,
     find,
     get,
@@ -69,12 +72,14 @@ def upsert(view: KvTransactionView, definition: TableDef, rows: Any,
     assert keyed is not None
     offsets, data, table = keyed
     prefix = index_prefix(definition)
+    due: set[int] = set()
     for i in range(table.num_rows):
         row_id = view.get_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes())
         if row_id is not None:
             (packed,) = ROW_ID.unpack(row_id)
-            view.put_raw(deleted_key(definition, packed >> 32, packed & 0xFFFFFFFF), b"")
+            _mark_deleted(view, definition, packed >> 32, [packed & 0xFFFFFFFF], due)
     _append(view, definition, table, (offsets, data), chunk_rows, bulk_changes)
+    _compact_due(view, definition, due, chunk_rows, bulk_changes)
     return int(table.num_rows)
 
 
@@ -96,23 +101,52 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
     if index_prefix(definition) + data[offsets[0] : offsets[1]].tobytes() != \
             encoded_key(definition, key):
         _refuse_present(view, definition, new, new_keys)
-    delete(view, definition, key)
+    due: set[int] = set()
+    _delete(view, definition, key, due)
     _append(view, definition, new, new_keys, chunk_rows, bulk_changes)
+    _compact_due(view, definition, due, chunk_rows, bulk_changes)
     return True
 
 
-def delete(view: KvTransactionView, definition: TableDef, key: Any) -> bool:
+def delete(view: KvTransactionView, definition: TableDef, key: Any, chunk_rows: int,
+           bulk_changes: int) -> bool:
     """Delete the row with primary key ``key``; False if there is none."""
+    due: set[int] = set()
+    deleted = _delete(view, definition, key, due)
+    _compact_due(view, definition, due, chunk_rows, bulk_changes)
+    return deleted
+
+
+def _delete(view: KvTransactionView, definition: TableDef, key: Any, due: set[int]) -> bool:
     where = find(view, definition, key)
     if where is None:
         return False
-    view.put_raw(deleted_key(definition, *where), b"")
+    _mark_deleted(view, definition, where[0], [where[1]], due)
     view.put_raw(encoded_key(definition, key), None)
     return True
 
 
+def _mark_deleted(view: KvTransactionView, definition: TableDef, chunk: int,
+                  rows: list[int], due: set[int]) -> None:
+    """Mark ``rows`` of ``chunk`` deleted; add the chunk to ``due`` once half of its
+    rows are deleted (the automatic compaction policy)."""
+    for row in rows:
+        view.put_raw(deleted_key(definition, chunk, row), b"")
+    stored, deleted = chunk_counts(view, definition, chunk)
+    deleted += len(rows)
+    view.put_raw(counts_key(definition, chunk), encode_counts(stored, deleted))
+    if 2 * deleted >= stored:
+        due.add(chunk)
+
+
+def _compact_due(view: KvTransactionView, definition: TableDef, due: set[int],
+                 chunk_rows: int, bulk_changes: int) -> None:
+    if due:
+        compact(view, definition, chunk_rows, bulk_changes, only=due)
+
+
 def delete_where(view: KvTransactionView, definition: TableDef,
-                 filter: pc.Expression) -> int:
+                 filter: pc.Expression, chunk_rows: int, bulk_changes: int) -> int:
     """Delete every row for which ``filter`` holds; returns how many."""
     if not isinstance(filter, pc.Expression):
         raise TypeError(f"delete_where takes a pyarrow.compute expression, not "
@@ -124,33 +158,37 @@ def delete_where(view: KvTransactionView, definition: TableDef,
             marked.append((chunk, positions[hit], rows.filter(pa.array(hit))))
     prefix = index_prefix(definition)
     count = 0
+    due: set[int] = set()
     for chunk, rows_hit, rows in marked:
-        for row in rows_hit.tolist():
-            view.put_raw(deleted_key(definition, chunk, row), b"")
+        _mark_deleted(view, definition, chunk, rows_hit.tolist(), due)
         if definition.primary_key is not None:
             offsets, data = encode_keys(rows, definition.primary_key)
             for i in range(rows.num_rows):
                 view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(), None)
         count += len(rows_hit)
+    _compact_due(view, definition, due, chunk_rows, bulk_changes)
     return count
 
 
 def compact(view: KvTransactionView, definition: TableDef, chunk_rows: int,
-            bulk_changes: int) -> dict[str, int]:
+            bulk_changes: int, only: set[int] | None = None) -> dict[str, int]:
     """Rewrite the chunks holding deleted rows or fewer than half ``chunk_rows`` rows
-    into full chunks of their live rows (older snapshots keep the old chunks until
-    they end). Returns what was done."""
+    (or just the chunks ``only``) into full chunks of their live rows; older
+    snapshots keep the old chunks until they end. Returns what was done."""
     victims = []
     dropped = 0
     for chunk, _, rows in live_chunks(view, definition):
+        if only is not None and chunk not in only:
+            continue
         deleted = deleted_rows(view, definition, chunk)
-        if deleted or rows.num_rows < chunk_rows // 2:
+        if only is not None or deleted or rows.num_rows < chunk_rows // 2:
             victims.append((chunk, rows, deleted))
             dropped += len(deleted)
-    if not dropped and len(victims) < 2:
+    if only is None and not dropped and len(victims) < 2:
         return {"chunks_rewritten": 0, "rows_moved": 0, "deleted_rows_dropped": 0}
     for chunk, _, deleted in victims:
         view.put_raw(chunk_key(definition, chunk), None)
+        view.put_raw(counts_key(definition, chunk), None)
         for row in deleted:
             view.put_raw(deleted_key(definition, chunk, row), None)
     live = [rows for _, rows, _ in victims if rows.num_rows]
@@ -217,7 +255,9 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
     first_chunk = 0 if stored is None else int.from_bytes(stored, "big")
     chunk = first_chunk
     for start in range(0, n, chunk_rows):
-        view.put_raw(chunk_key(definition, chunk), _ipc(table.slice(start, chunk_rows)))
+        part = table.slice(start, chunk_rows)
+        view.put_raw(chunk_key(definition, chunk), _ipc(part))
+        view.put_raw(counts_key(definition, chunk), encode_counts(part.num_rows, 0))
         chunk += 1
     view.put_raw(next_key, chunk.to_bytes(4, "big"))
     if keys is None:

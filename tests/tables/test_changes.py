@@ -137,21 +137,43 @@ def test_changes_survive_reopen_and_checkpoint(tmp_path: Path) -> None:
         assert db.table("t").get(2) == {"id": 2, "name": "r2", "n": 0}
 
 
+def chunk_sizes(db: cm.Database) -> list[tuple[int, int]]:
+    """(live rows, deleted rows) of each chunk of table t."""
+    from colibri_mm.tables import registry
+    from colibri_mm.tables import rows as table_rows
+    with db.snapshot() as snap:
+        definition = registry.lookup(snap.kv, "t")
+        return [(live.num_rows, len(table_rows.deleted_rows(snap.kv, definition, chunk)))
+                for chunk, _, live in table_rows.live_chunks(snap.kv, definition)]
+
+
 def test_compact_rewrites_dead_and_small_chunks(db: cm.Database) -> None:
     with db.transaction() as tx:
-        tx.delete_where("t", EVEN)
+        tx.delete("t", 1)  # one row of four: below the automatic threshold
+        tx.delete("t", 5)
         tx.insert("t", rows(range(20, 21)))
+    assert chunk_sizes(db) == [(3, 1), (3, 1), (2, 0), (1, 0)]
     with db.snapshot() as before:
         result = db.table("t").compact()
-        assert result["deleted_rows_dropped"] == 5
-        assert result["rows_moved"] == 6
-        assert before.table("t").count() == 6
+        assert result == {"chunks_rewritten": 3, "rows_moved": 7, "deleted_rows_dropped": 2}
+        assert before.table("t").count() == 9
+        assert before.table("t").get(1) is None
         assert before.table("t").get(3) == {"id": 3, "name": "r3", "n": 0}
-    assert sorted(content(db)) == [1, 3, 5, 7, 9, 20]
+    assert chunk_sizes(db) == [(2, 0), (4, 0), (3, 0)]  # the half-full chunk stays
+    assert sorted(content(db)) == [0, 2, 3, 4, 6, 7, 8, 9, 20]
     assert db.table("t").get(9) == {"id": 9, "name": "r9", "n": 0}
-    with db.snapshot() as snap:
-        from colibri_mm.tables import registry
-        from colibri_mm.tables import rows as table_rows
-        chunks = list(table_rows.live_chunks(snap.kv, registry.lookup(snap.kv, "t")))
-    assert [c[2].num_rows for c in chunks] == [4, 2]
     assert db.table("t").compact()["chunks_rewritten"] == 0
+
+
+def test_a_chunk_half_deleted_is_rewritten_by_the_deleting_transaction(
+        db: cm.Database) -> None:
+    with db.snapshot() as before:
+        with db.transaction() as tx:
+            assert tx.delete_where("t", EVEN) == 5  # half of chunks 0 and 1, 1 of 2 of chunk 2
+            assert tx.upsert("t", rows(range(1, 2), n=5)) == 1
+        assert before.table("t").count() == 10
+    # chunks 0-2 were rewritten as [1, 3, 5, 7] and [9]; the upsert then marked one
+    # row of four (below the threshold) and wrote the new version of 1
+    assert chunk_sizes(db) == [(3, 1), (1, 0), (1, 0)]
+    assert sorted(content(db)) == [1, 3, 5, 7, 9]
+    assert db.table("t").get(1) == {"id": 1, "name": "r1", "n": 5}
