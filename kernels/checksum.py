@@ -248,6 +248,26 @@ def crc32c_pages(buf: Any, page_size: int, *,
     return out
 
 
+@kernel
+def _rows(offsets: Any, data: ByteArray, out: npt.NDArray[np.uint32], hardware: bool) -> None:
+    for i in range(out.size):
+        out[i] = update(np.uint32(0), data, np.uint64(offsets[i]), np.uint64(offsets[i + 1]),
+                        hardware)
+
+
+def crc32c_rows(offsets: Any, data: Any, *,
+                implementation: str | None = None) -> npt.NDArray[np.uint32]:
+    """CRC-32C of every row ``data[offsets[i]:offsets[i+1]]`` (Arrow-style variable
+    length rows), in one kernel call. Returns one uint32 per row."""
+    o = np.ascontiguousarray(offsets, np.int64)
+    array = as_uint8(data)
+    if o.ndim != 1 or o.size < 1 or o[0] < 0 or o[-1] > array.size or np.any(np.diff(o) < 0):
+        raise ValueError("offsets must be n+1 non-decreasing positions within the data")
+    out = np.empty(o.size - 1, dtype=np.uint32)
+    _rows(o, array, out, _use_hardware(implementation))
+    return out
+
+
 def crc32c_combine(crc1: int, crc2: int, length2: int) -> int:
     """CRC of ``a + b`` from ``crc1 = crc32c(a)``, ``crc2 = crc32c(b)`` and ``len(b)``."""
     if length2 < 0:

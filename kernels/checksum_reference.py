@@ -33,3 +33,8 @@ def crc32c_pages(buf: Any, page_size: int) -> npt.NDArray[np.uint32]:
         [crc32c(view[o : o + page_size]) for o in range(0, len(view), page_size)],
         dtype=np.uint32,
     )
+
+
+def crc32c_rows(rows: list[bytes]) -> list[int]:
+    """CRC-32C of each row."""
+    return [crc32c_package.crc32c(row) for row in rows]

@@ -31,6 +31,18 @@ def table_key(name: str) -> bytes:
     return TABLE_PREFIX + name.encode("ascii")
 
 
+INDEX_KINDS = ("ordered", "hash")
+
+
+@dataclass(frozen=True)
+class IndexDef:
+    """A secondary index of a table: its id within the table, columns and kind."""
+
+    index_id: int
+    columns: tuple[str, ...]
+    kind: str
+
+
 @dataclass(frozen=True)
 class TableDef:
     """What the catalog records of one table."""
@@ -41,13 +53,16 @@ class TableDef:
     primary_key: tuple[str, ...] | None
     defaults: pa.RecordBatch | None = None
     """One row: the value of each column added after creation, for older rows."""
+    indexes: tuple[IndexDef, ...] = ()
 
     def encode(self) -> bytes:
         """The catalog value (see the module docstring)."""
         header = json.dumps({"format": DEFINITION_FORMAT, "id": self.table_id,
                              "name": self.name,
                              "primary_key": list(self.primary_key)
-                             if self.primary_key is not None else None}).encode()
+                             if self.primary_key is not None else None,
+                             "indexes": [{"id": i.index_id, "columns": list(i.columns),
+                                          "kind": i.kind} for i in self.indexes]}).encode()
         schema = self.schema.serialize().to_pybytes()
         parts = [_LENGTH.pack(len(header)), header, _LENGTH.pack(len(schema)), schema]
         if self.defaults is not None:
@@ -74,8 +89,10 @@ class TableDef:
             if header["format"] != DEFINITION_FORMAT:
                 raise ValueError(f"definition format {header['format']}")
             key = header["primary_key"]
+            indexes = tuple(IndexDef(int(i["id"]), tuple(i["columns"]), str(i["kind"]))
+                            for i in header.get("indexes", []))
             return TableDef(int(header["id"]), str(header["name"]), schema,
-                            tuple(key) if key is not None else None, defaults)
+                            tuple(key) if key is not None else None, defaults, indexes)
         except (ValueError, KeyError, TypeError, struct.error, pa.ArrowException) as e:
             raise CorruptionError(f"a table definition in the catalog is damaged ({e})"
                                   ) from None
@@ -83,6 +100,11 @@ class TableDef:
     def renamed(self, name: str) -> TableDef:
         """The same table under another name."""
         return replace(self, name=name)
+
+    def with_index(self, columns: tuple[str, ...], kind: str) -> TableDef:
+        """The table with one more index (the next index id)."""
+        next_id = max((i.index_id for i in self.indexes), default=0) + 1
+        return replace(self, indexes=(*self.indexes, IndexDef(next_id, columns, kind)))
 
     def with_column(self, field: pa.Field, default: pa.Scalar) -> TableDef:
         """The table with ``field`` appended, older rows reading ``default``."""

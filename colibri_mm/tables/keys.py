@@ -53,6 +53,62 @@ def encode_keys(rows: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> Varl
     return encoded
 
 
+def encode_index_keys(rows: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> Varlen:
+    """The secondary-index form of the ``columns`` values of every row: each part is a
+    presence byte (0 for null, 1 otherwise) and the value's encoding, terminated even
+    when last (the row's primary key follows it in an index entry). Nulls sort first."""
+    encoded: Varlen | None = None
+    for name in columns:
+        column = rows.column(name)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        valid = column.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8)
+        if column.null_count:
+            column = column.fill_null(_filler(column.type))
+        part = concat_rows(_fixed(valid.reshape(-1, 1)), _encode_column(column, last=False))
+        encoded = part if encoded is None else concat_rows(encoded, part)
+    assert encoded is not None
+    return encoded
+
+
+def encode_index_values(schema: pa.Schema, columns: Sequence[str],
+                        values: Sequence[Any]) -> bytes:
+    """One tuple of values in the form of :func:`encode_index_keys` (None: null)."""
+    if len(values) != len(columns):
+        raise ValueError(f"the index has {len(columns)} columns ({', '.join(columns)}); "
+                         f"got {len(values)} values")
+    parts = []
+    for name, value in zip(columns, values, strict=True):
+        kind = schema.field(name).type
+        present = value is not None
+        try:
+            parts.append((b"\x01" if present else b"\x00") + _encode_value(
+                kind, value if present else _filler(kind).as_py(), last=False))
+        except (TypeError, ValueError, OverflowError, struct.error,
+                decimal.InvalidOperation) as e:
+            raise type(e)(f"index column {name!r}: {value!r} does not fit type {kind} "
+                          f"({e})") from None
+    return b"".join(parts)
+
+
+def _filler(kind: pa.DataType) -> pa.Scalar:
+    """A value of type ``kind`` standing in for null (after the 0 presence byte)."""
+    t = pa.types
+    if t.is_string(kind) or t.is_large_string(kind):
+        return pa.scalar("", kind)
+    if t.is_binary(kind) or t.is_large_binary(kind):
+        return pa.scalar(b"", kind)
+    if t.is_fixed_size_binary(kind):
+        return pa.scalar(bytes(kind.byte_width), kind)
+    if t.is_boolean(kind):
+        return pa.scalar(False)
+    if t.is_decimal128(kind):
+        return pa.scalar(decimal.Decimal(0), kind)
+    if t.is_date32(kind):
+        return pa.scalar(0, pa.int32()).cast(kind)
+    return pa.scalar(0, pa.int64()).cast(kind)
+
+
 def _fixed(matrix: np.ndarray) -> Varlen:
     n, width = matrix.shape
     return (np.arange(n + 1, dtype=np.int64) * width,

@@ -15,6 +15,7 @@ import pyarrow as pa
 from ..errors import SchemaError, TableExistsError, TableNotFoundError
 from ..kv.keys import prefix_end
 from .catalog import (
+    INDEX_KINDS,
     NEXT_TABLE_ID,
     TABLE_PREFIX,
     TableDef,
@@ -22,7 +23,7 @@ from .catalog import (
     encode_next_id,
     table_key,
 )
-from .types import check_field, check_primary_key, check_schema, check_table_name
+from .types import check_field, check_key_columns, check_primary_key, check_schema, check_table_name
 
 
 class CatalogReader(Protocol):
@@ -91,6 +92,23 @@ def rename(view: CatalogWriter, old: str, new: str) -> TableDef:
     view.put_raw(table_key(old), None)
     view.put_raw(table_key(new), renamed.encode())
     return renamed
+
+
+def create_index(view: CatalogWriter, name: str, columns: str | Sequence[str],
+                 kind: str) -> TableDef:
+    """Record a secondary index of ``kind`` ("ordered" or "hash") on ``columns``."""
+    definition = lookup(view, name)
+    if kind not in INDEX_KINDS:
+        raise SchemaError(f"table {name!r}: index kind must be one of "
+                          f"{', '.join(INDEX_KINDS)}, got {kind!r}")
+    wanted = (columns,) if isinstance(columns, str) else tuple(columns)
+    check_key_columns(name, definition.schema, wanted, "index")
+    if any(i.columns == wanted and i.kind == kind for i in definition.indexes):
+        raise SchemaError(f"table {name!r} already has a {kind} index on "
+                          f"{', '.join(wanted)}")
+    changed = definition.with_index(wanted, kind)
+    view.put_raw(table_key(name), changed.encode())
+    return changed
 
 
 def add_column(view: CatalogWriter, name: str, field: object, default: Any) -> TableDef:

@@ -127,13 +127,16 @@ def get(view: KvView, definition: TableDef, key: Any) -> dict[str, Any] | None:
 
 
 def get_many(view: KvView, definition: TableDef, keys: Sequence[Any]) -> pa.Table:
-    """The rows with the given primary keys that exist, in the order of ``keys``
-    (each chunk involved is read once)."""
-    found = [(i, where) for i, key in enumerate(keys)
-             if (where := find(view, definition, key)) is not None]
+    """The rows with the given primary keys that exist, in the order of ``keys``."""
+    found = [where for key in keys if (where := find(view, definition, key)) is not None]
+    return fetch(view, definition, np.array([(c << 32) | r for c, r in found], np.uint64))
+
+
+def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray) -> pa.Table:
+    """The rows at ``row_ids``, in that order (each chunk involved is read once)."""
     by_chunk: dict[int, list[tuple[int, int]]] = {}
-    for i, (chunk, row) in found:
-        by_chunk.setdefault(chunk, []).append((i, row))
+    for i, packed in enumerate(row_ids.tolist()):
+        by_chunk.setdefault(packed >> 32, []).append((i, packed & 0xFFFFFFFF))
     parts = []
     order = []
     for chunk, wanted in by_chunk.items():

@@ -6,14 +6,17 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import ReadOnlyError
+from ..errors import ReadOnlyError, SchemaError
 from ..kv.views import KvSnapshotView
 from . import registry, rows, writes
 from .catalog import TableDef
+from .indexes import open_index
 from .scan import Scan
+from .verify import verify_table
 
 if TYPE_CHECKING:
     from ..database import Database
@@ -87,12 +90,58 @@ class Table:
             return sum(chunk.num_rows
                        for chunk in rows.filtered_chunks(view, definition, filter))
 
+    @property
+    def indexes(self) -> list[dict[str, Any]]:
+        """The secondary indexes: ``{"columns": (...), "kind": "ordered" | "hash"}``."""
+        return [{"columns": i.columns, "kind": i.kind} for i in self._definition().indexes]
+
+    def create_index(self, columns: str | Sequence[str], kind: str = "ordered") -> None:
+        """Index ``columns`` ("ordered": equality and ranges; "hash": equality), built
+        from the rows in the same transaction; kept up to date by every later write."""
+        self._refuse_in_snapshot("create an index")
+        options = self._db.options
+        with self._db.transaction() as tx:
+            definition = registry.create_index(tx.kv, self._name, columns, kind)
+            index = open_index(definition, definition.indexes[-1])
+            for chunk, positions, live in rows.live_chunks(tx.kv, definition):
+                row_ids = (np.uint64(chunk) << np.uint64(32)) | positions.astype(np.uint64)
+                index.insert(tx.kv, live, row_ids, options.bulk_changes)
+
+    def find(self, where: dict[str, Any]) -> pa.Table:
+        """The rows whose columns equal ``where`` (None matches null), through a
+        secondary index on exactly those columns when there is one, else a scan."""
+        if not where:
+            raise ValueError("find needs at least one column = value")
+        with self._reading() as (view, definition):
+            unknown = [c for c in where if c not in definition.schema.names]
+            if unknown:
+                raise SchemaError(f"table {self._name!r} has no column {unknown[0]!r}")
+            for index_def in sorted(definition.indexes, key=lambda i: i.kind != "hash"):
+                if set(index_def.columns) == set(where):
+                    index = open_index(definition, index_def)
+                    found = index.lookup(view, [where[c] for c in index_def.columns])
+                    return rows.fetch(view, definition, found)
+            condition = None
+            for column, value in where.items():
+                term = pc.field(column).is_null() if value is None else \
+                    pc.field(column) == pa.scalar(value, definition.schema.field(column).type)
+                condition = term if condition is None else condition & term
+            return rows.scan(view, definition, None, condition)
+
+    def verify(self) -> list[str]:
+        """Problems found checking every index against the rows (empty: all good)."""
+        with self._reading() as (view, definition):
+            return verify_table(view, definition)
+
+    def _refuse_in_snapshot(self, what: str) -> None:
+        if self._snapshot is not None:
+            raise ReadOnlyError(f"table {self._name!r} was opened from a snapshot, which "
+                                f"cannot {what}")
+
     def compact(self) -> dict[str, int]:
         """Rewrite the chunks holding deleted rows, or too few rows, into full chunks
         (one transaction; snapshots already open keep reading the old chunks)."""
-        if self._snapshot is not None:
-            raise ReadOnlyError(f"table {self._name!r} was opened from a snapshot, which "
-                                "cannot compact it")
+        self._refuse_in_snapshot("compact it")
         options = self._db.options
         with self._db.transaction() as tx:
             return writes.compact(tx.kv, registry.lookup(tx.kv, self._name),
@@ -100,9 +149,7 @@ class Table:
 
     def add_column(self, field: pa.Field, default: Any = None) -> None:
         """Append a column; rows written before read ``default`` in it (one transaction)."""
-        if self._snapshot is not None:
-            raise ReadOnlyError(f"table {self._name!r} was opened from a snapshot, which "
-                                "cannot change the schema")
+        self._refuse_in_snapshot("change the schema")
         with self._db.transaction() as tx:
             registry.add_column(tx.kv, self._name, field, default)
 

@@ -78,15 +78,24 @@ def check_primary_key(table: str, schema: pa.Schema,
     if not columns:
         raise SchemaError(f"table {table!r}: the primary key names no column "
                           "(use primary_key=None for a keyless table)")
+    check_key_columns(table, schema, columns, "primary key")
+    return columns
+
+
+def check_key_columns(table: str, schema: pa.Schema, columns: tuple[str, ...],
+                      what: str) -> None:
+    """Refuse key (``what``: "primary key" or "index") columns that are missing,
+    repeated, or of a type that cannot be part of a key (not floating point)."""
+    if not columns:
+        raise SchemaError(f"table {table!r}: the {what} names no column")
     for name in columns:
         if not isinstance(name, str) or name not in schema.names:
-            raise SchemaError(f"table {table!r}: primary key column {name!r} is not in "
+            raise SchemaError(f"table {table!r}: {what} column {name!r} is not in "
                               f"the schema ({', '.join(schema.names)})")
         kind = schema.field(name).type
         if pa.types.is_floating(kind) or pa.types.is_dictionary(kind):
-            raise SchemaError(f"table {table!r}: primary key column {name!r} has type "
+            raise SchemaError(f"table {table!r}: {what} column {name!r} has type "
                               f"{kind}, which cannot be part of a key (floating point and "
                               "dictionary columns cannot)")
     if len(set(columns)) != len(columns):
-        raise SchemaError(f"table {table!r}: the primary key repeats a column: {columns}")
-    return columns
+        raise SchemaError(f"table {table!r}: the {what} repeats a column: {columns}")

@@ -25,6 +25,7 @@ from ..kv.records import PUT
 from ..kv.views import KvTransactionView
 from .catalog import TableDef
 from .conform import conform
+from .indexes import indexes_of
 from .keys import encode_keys
 from .rows import (
     NEXT_CHUNK,
@@ -41,6 +42,7 @@ from .rows import (
     index_prefix,
     live_chunks,
     matching,
+    read_chunk,
     table_part,
 )
 
@@ -73,11 +75,14 @@ def upsert(view: KvTransactionView, definition: TableDef, rows: Any,
     offsets, data, table = keyed
     prefix = index_prefix(definition)
     due: set[int] = set()
+    replaced: dict[int, list[int]] = {}
     for i in range(table.num_rows):
         row_id = view.get_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes())
         if row_id is not None:
             (packed,) = ROW_ID.unpack(row_id)
-            _mark_deleted(view, definition, packed >> 32, [packed & 0xFFFFFFFF], due)
+            replaced.setdefault(packed >> 32, []).append(packed & 0xFFFFFFFF)
+    for chunk, rows_of_chunk in replaced.items():
+        _mark_deleted(view, definition, chunk, rows_of_chunk, due)
     _append(view, definition, table, (offsets, data), chunk_rows, bulk_changes)
     _compact_due(view, definition, due, chunk_rows, bulk_changes)
     return int(table.num_rows)
@@ -127,11 +132,20 @@ def _delete(view: KvTransactionView, definition: TableDef, key: Any, due: set[in
 
 
 def _mark_deleted(view: KvTransactionView, definition: TableDef, chunk: int,
-                  rows: list[int], due: set[int]) -> None:
-    """Mark ``rows`` of ``chunk`` deleted; add the chunk to ``due`` once half of its
-    rows are deleted (the automatic compaction policy)."""
+                  rows: list[int], due: set[int], data: pa.Table | None = None) -> None:
+    """Mark ``rows`` of ``chunk`` deleted and drop their secondary index entries
+    (``data``: those rows, read from the chunk if not given); add the chunk to
+    ``due`` once half of its rows are deleted (the automatic compaction policy)."""
     for row in rows:
         view.put_raw(deleted_key(definition, chunk, row), b"")
+    if definition.indexes:
+        if data is None:
+            value = view.get_raw(chunk_key(definition, chunk))
+            assert value is not None
+            data = read_chunk(definition, value).take(pa.array(rows))
+        row_ids = (np.uint64(chunk) << np.uint64(32)) | np.array(rows, np.uint64)
+        for index in indexes_of(definition):
+            index.delete(view, data, row_ids)
     stored, deleted = chunk_counts(view, definition, chunk)
     deleted += len(rows)
     view.put_raw(counts_key(definition, chunk), encode_counts(stored, deleted))
@@ -160,7 +174,7 @@ def delete_where(view: KvTransactionView, definition: TableDef,
     count = 0
     due: set[int] = set()
     for chunk, rows_hit, rows in marked:
-        _mark_deleted(view, definition, chunk, rows_hit.tolist(), due)
+        _mark_deleted(view, definition, chunk, rows_hit.tolist(), due, rows)
         if definition.primary_key is not None:
             offsets, data = encode_keys(rows, definition.primary_key)
             for i in range(rows.num_rows):
@@ -177,13 +191,16 @@ def compact(view: KvTransactionView, definition: TableDef, chunk_rows: int,
     snapshots keep the old chunks until they end. Returns what was done."""
     victims = []
     dropped = 0
-    for chunk, _, rows in live_chunks(view, definition):
+    for chunk, positions, rows in live_chunks(view, definition):
         if only is not None and chunk not in only:
             continue
         deleted = deleted_rows(view, definition, chunk)
         if only is not None or deleted or rows.num_rows < chunk_rows // 2:
             victims.append((chunk, rows, deleted))
             dropped += len(deleted)
+            old_ids = (np.uint64(chunk) << np.uint64(32)) | positions.astype(np.uint64)
+            for index in indexes_of(definition):
+                index.delete(view, rows, old_ids)
     if only is None and not dropped and len(victims) < 2:
         return {"chunks_rewritten": 0, "rows_moved": 0, "deleted_rows_dropped": 0}
     for chunk, _, deleted in victims:
@@ -260,13 +277,14 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
         view.put_raw(counts_key(definition, chunk), encode_counts(part.num_rows, 0))
         chunk += 1
     view.put_raw(next_key, chunk.to_bytes(4, "big"))
-    if keys is None:
-        return
     positions = np.arange(n, dtype=np.uint64)
     row_ids = ((np.uint64(first_chunk) + positions // np.uint64(chunk_rows))
                << np.uint64(32)) | (positions % np.uint64(chunk_rows))
-    _put_index(view, definition, (keys[0], keys[1]), row_ids.astype(">u8").view(np.uint8),
-               bulk_changes)
+    if keys is not None:
+        _put_index(view, definition, (keys[0], keys[1]),
+                   row_ids.astype(">u8").view(np.uint8), bulk_changes)
+    for index in indexes_of(definition):
+        index.insert(view, table, row_ids, bulk_changes)
 
 
 def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,

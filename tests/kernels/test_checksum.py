@@ -185,3 +185,15 @@ def test_mask_known_value() -> None:
     assert checksum.mask(0) == 0xA282EAD8
     assert checksum.mask(1) == (1 << 17) + 0xA282EAD8
     assert checksum.mask(checksum.crc32c(b"foo")) != checksum.crc32c(b"foo")
+
+
+@given(rows=st.lists(st.binary(max_size=300), max_size=30))
+def test_crc32c_rows_matches_reference(rows: list[bytes]) -> None:
+    from colibri_mm.kernels.search import pack_varlen
+
+    offsets, data = pack_varlen(rows)
+    for implementation in ("hardware", "software") if HAS_SSE42 else ("software",):
+        got = checksum.crc32c_rows(offsets, data, implementation=implementation)
+        assert got.tolist() == checksum_reference.crc32c_rows(rows)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        checksum.crc32c_rows(np.array([0, 5]), np.zeros(2, np.uint8))
