@@ -361,11 +361,17 @@ class Database:
                 with self._install_lock:
                     self._clock.install(self._clock.state.with_batch(Batch(csn, changes)))
             ticket = writer.submit(batch)
+        except BaseException:
+            self._end_transaction()
+            raise
+        try:
+            # Once queued, the ticket is always waited for (below, whatever happens
+            # here), so no group's leadership is left to a committer that went away.
             state = self._clock.state
             self._commits_since_sweep += 1
             if self._commits_since_sweep >= SWEEP_EVERY:
                 self._commits_since_sweep = 0
-                state.active.sweep(self._clock.horizon())
+                state.active.sweep(self._clock.horizon(), state.held_below_active)
             dirty = state.dirty_bytes()
             if dirty >= self.options.max_dirty_bytes or \
                     len(state.frozen) >= MAX_FROZEN_LAYERS or \
@@ -374,7 +380,7 @@ class Database:
                 self._checkpoint_wanted.set()
         finally:
             self._end_transaction()
-        writer.wait(ticket)
+            writer.wait(ticket)
         if dirty >= 2 * self.options.max_dirty_bytes or \
                 len(state.frozen) >= 2 * MAX_FROZEN_LAYERS:
             # Backpressure: the background checkpoint is not keeping up, so this

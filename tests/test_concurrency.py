@@ -21,6 +21,7 @@ from colibri_mm import database
 from colibri_mm.kv.keys import USER_PREFIX
 from colibri_mm.kv.memtable import Memtable
 from colibri_mm.storage.files import File, FileSystem
+from colibri_mm.wal.writer import WalTicket, WalWriter
 
 ACCOUNTS = 50
 START_BALANCE = 1000
@@ -366,3 +367,44 @@ def test_a_commit_is_never_published_while_it_records_its_versions(
         paused.join(WAIT_TIMEOUT)
         assert visible in ([False] * 4, [True] * 4), \
             f"a snapshot at published CSN {published} sees {visible} of CSN 3's four keys"
+
+
+def test_a_committer_that_never_waits_does_not_strand_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: leadership handed to a committer interrupted before it waited
+    hung everyone queued behind it. Now the next parked committer takes over."""
+    fs = GatedFileSystem()
+    real_wait = WalWriter.wait
+
+    def wait_unless_interrupted(self: WalWriter, ticket: WalTicket) -> None:
+        if threading.current_thread().name == "interrupted":
+            raise KeyboardInterrupt  # the committer goes away without waiting
+        real_wait(self, ticket)
+
+    monkeypatch.setattr(WalWriter, "wait", wait_unless_interrupted)
+    with cm.connect(tmp_path / "db", create=True, durability="full", file_system=fs) as db:
+        try:
+            leader = _hold_a_group_in_its_sync(db, fs)
+            errors: list[BaseException] = []
+
+            def put_catching(key: bytes) -> None:
+                try:
+                    db.kv.put(key, b"v")
+                except BaseException as e:
+                    errors.append(e)
+
+            gone = threading.Thread(target=put_catching, args=(b"x",), name="interrupted")
+            gone.start()
+            gone.join(WAIT_TIMEOUT)
+            parked = threading.Thread(target=put_catching, args=(b"y",))
+            parked.start()
+            wait_until(lambda: db.stats()["kv_keys_in_memory"] == 3, "y has queued")
+        finally:
+            fs.gate.release.set()
+        leader.join(WAIT_TIMEOUT)
+        parked.join(WAIT_TIMEOUT)
+        assert not parked.is_alive(), "the parked committer was stranded"
+        assert [type(e) for e in errors] == [KeyboardInterrupt]
+        assert db.kv.get(b"y") == b"v"
+    with cm.connect(tmp_path / "db") as db:
+        assert db.kv.get(b"x") == b"v" and db.kv.get(b"y") == b"v"

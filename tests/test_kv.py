@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 import colibri_mm as cm
+from colibri_mm import database
 
 
 @pytest.fixture
@@ -277,3 +278,29 @@ def test_memory_of_changes_since_checkpoint_is_bounded(tmp_path: Path) -> None:
         assert db.stats()["checkpoint_id"] > 10
         assert db.kv.get("k00000") == bytes(1024)
         assert sum(1 for _ in db.kv.scan()) == 2000
+
+
+def test_sweeping_delete_markers_never_brings_older_values_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete marker in memory may be forgotten only if no older layer or run has
+    the key (found by review: a sweep resurrected checkpointed and bulk values)."""
+    monkeypatch.setattr(database, "SWEEP_EVERY", 3)
+    path = tmp_path / "db"
+    with cm.connect(path, create=True, bulk_changes=8) as db:
+        db.kv.put(b"k", b"v1")
+        db.checkpoint()                                  # k is in a sorted run
+        db.kv.put_many([b"b%03d" % i for i in range(20)], [b"v"] * 20)  # a bulk layer
+        db.kv.delete(b"k")
+        db.kv.delete(b"b007")
+        db.kv.put(b"gone", b"1")
+        db.kv.delete(b"gone")                            # in no older source
+        for i in range(7):                               # two sweeps happen
+            db.kv.put(b"x%d" % i, b"1")
+        assert db.kv.get(b"k") is None
+        assert db.kv.get(b"b007") is None
+        assert db.kv.get(b"gone") is None
+        db.checkpoint()
+    with cm.connect(path) as db:
+        assert db.kv.get(b"k") is None
+        assert db.kv.get(b"b007") is None
+        assert sum(1 for _ in db.kv.scan(prefix=b"b")) == 19

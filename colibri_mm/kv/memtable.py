@@ -10,7 +10,8 @@ transaction. New keys are only appended to a list by commits and sorted into the
 index in one ``update`` by the next scan (a put does not pay for a sorted insert).
 
 Old versions that no live snapshot can see are dropped when a key is written again,
-and keys whose only version is an old delete are swept by :meth:`Memtable.sweep`.
+and keys whose only version is an old delete hiding nothing older are swept by
+:meth:`Memtable.sweep`.
 """
 
 from __future__ import annotations
@@ -93,20 +94,27 @@ class Memtable:
             self._order.update(self._unordered)
             self._unordered = []
 
-    def sweep(self, horizon: int) -> int:
-        """Forget keys whose newest version is a delete no snapshot can see past.
+    def sweep(self, horizon: int, held_below: Callable[[bytes], bool]) -> int:
+        """Forget keys whose newest version is a delete no snapshot can see past and
+        that no older source holds (``held_below(key)``: a frozen layer or a sorted
+        run has an entry for it, which the delete must keep hiding).
 
         Returns how many keys were dropped.
         """
         gone = []
+        later = set()
         for key in self._deleted:
             versions = self._versions.get(key)
             if versions is None:
                 continue
             csn, value = versions[-1]
-            if value is None and csn <= horizon:
+            if value is not None:
+                continue
+            if csn > horizon:
+                later.add(key)  # a snapshot may still read an older version
+            elif not held_below(key):
                 gone.append(key)
-        self._deleted.clear()
+        self._deleted = later
         for key in gone:
             del self._versions[key]
         if gone:

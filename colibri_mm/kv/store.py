@@ -43,6 +43,12 @@ class StoreVersion:
         below = (self.active, *self.frozen) if len(self.active) else self.frozen
         return StoreVersion(Memtable(), (batch, *below), self.runs, self.checkpoint_id)
 
+    def held_below_active(self, key: bytes) -> bool:
+        """Whether a frozen layer or a sorted run has an entry (put or delete) for
+        ``key``: a delete in the active memtable must then stay to hide it."""
+        return any(layer.latest(key) is not None for layer in self.frozen) or \
+            any(run.get(key) is not None for run in self.runs)
+
     def dirty_bytes(self) -> int:
         """Bytes of keys and values in memory, not yet in a checkpoint."""
         if not self.frozen:

@@ -20,12 +20,12 @@ def conform(definition: TableDef, rows: Any) -> pa.Table:
     if isinstance(rows, pa.RecordBatch):
         rows = pa.Table.from_batches([rows])
     elif isinstance(rows, dict):
-        rows = _from_columns(definition, rows)
+        rows = columns_table(definition, rows)
     elif isinstance(rows, list):
         extra = sorted({k for row in rows for k in row} - set(schema.names))
         if extra:
             raise SchemaError(f"table {name!r} has no column {extra[0]!r}")
-        rows = _from_columns(definition, {field.name: [row.get(field.name) for row in rows]
+        rows = columns_table(definition, {field.name: [row.get(field.name) for row in rows]
                                           for field in schema})
     elif not isinstance(rows, pa.Table) and hasattr(rows, "__arrow_c_stream__"):
         rows = pa.RecordBatchReader.from_stream(rows).read_all()
@@ -48,7 +48,9 @@ def conform(definition: TableDef, rows: Any) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _from_columns(definition: TableDef, columns: dict[str, Any]) -> pa.Table:
+def columns_table(definition: TableDef, columns: dict[str, Any]) -> pa.Table:
+    """A table of the given columns of Python values, each converted to its column's
+    type (a value that does not fit raises :class:`SchemaError` naming the column)."""
     arrays = {}
     for column, values in columns.items():
         if column not in definition.schema.names:

@@ -24,7 +24,7 @@ from ..kv.batch import entries_from_slices
 from ..kv.records import PUT
 from ..kv.views import KvTransactionView
 from .catalog import TableDef
-from .conform import conform
+from .conform import columns_table, conform
 from .indexes import indexes_of
 from .keys import encode_keys
 from .rows import (
@@ -38,7 +38,6 @@ from .rows import (
     encode_counts,
     encoded_key,
     find,
-    get,
     index_prefix,
     live_chunks,
     matching,
@@ -96,10 +95,17 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
     unknown = [c for c in changes if c not in definition.schema.names]
     if unknown:
         raise SchemaError(f"table {definition.name!r} has no column {unknown[0]!r}")
-    row = get(view, definition, key)
-    if row is None:
+    where = find(view, definition, key)
+    if where is None:
         return False
-    new = conform(definition, [{**row, **changes}])
+    value = view.get_raw(chunk_key(definition, where[0]))
+    assert value is not None
+    old = read_chunk(definition, value).slice(where[1], 1)
+    changed = columns_table(definition, {c: [v] for c, v in changes.items()})
+    # The row stays in Arrow: no Python round trip that could change a value.
+    new = conform(definition, pa.Table.from_arrays(
+        [changed.column(f.name) if f.name in changes else old.column(f.name)
+         for f in definition.schema], schema=definition.schema))
     new_keys = _keys(definition, new, repeated="error")
     assert new_keys is not None
     offsets, data = new_keys[0], new_keys[1]

@@ -43,6 +43,9 @@ ZERO_AHEAD = 1 << 20
 (this many bytes at a time): overwriting allocated blocks lets each commit's
 ``fdatasync`` write data only, not the file's growth (measured 1.4-1.9x more syncs
 per second than appending here). Recovery reads the zeros as unwritten space."""
+PARK_SECONDS = 0.05
+"""A parked committer looks again this often even unwoken, so leadership is never
+stranded (say, when the committer nudged to lead was interrupted)."""
 ZERO_AHEAD_LARGEST_GROUP = 64 << 10
 """Bigger groups are appended as they are: zero-filling would double their writes."""
 
@@ -92,19 +95,26 @@ class SmallWalBatch:
 class WalTicket:
     """A submitted batch, until its group is written (see :meth:`WalWriter.wait`)."""
 
-    __slots__ = ("batch", "done", "error", "first_lsn", "group", "wake")
+    __slots__ = ("batch", "done", "error", "first_lsn", "signalled", "wake")
 
     def __init__(self, batch: WalBatch | SmallWalBatch) -> None:
         self.batch = batch
         self.done = False
         self.error: BaseException | None = None
         self.first_lsn = 0
-        self.group: list[WalTicket] | None = None
-        """Set when this ticket's thread is made the next leader, for this group."""
         self.wake = threading.Lock()
-        """Held from creation; released once the ticket is done or made leader, so
-        its waiting thread (and only it) wakes."""
+        """Held while its committer is parked; released (under the writer's lock,
+        once: see ``signalled``) when the ticket is done or its committer should try
+        to lead, so only the threads concerned wake."""
         self.wake.acquire()
+        self.signalled = False
+
+
+def _signal(ticket: WalTicket) -> None:
+    """Wake ``ticket``'s parked committer (called with the writer's lock held)."""
+    if not ticket.signalled:
+        ticket.signalled = True
+        ticket.wake.release()
 
 
 @dataclass
@@ -208,43 +218,42 @@ class WalWriter:
 
         Raises :class:`DurabilityError` if its group could not be written or synced.
         """
-        group: list[WalTicket] | None = None
-        with self._cond:
-            follow = not ticket.done and self._leading
-            if not ticket.done and not self._leading:
-                self._leading = True
-                group, self._queue = self._queue, []
-        if follow:
-            ticket.wake.acquire()  # until done, or made the next leader
-            group = ticket.group
-        if group is not None:
-            self._lead(group)
+        while True:
+            with self._cond:
+                if ticket.done:
+                    break
+                group = None
+                if not self._leading:
+                    self._leading = True
+                    group, self._queue = self._queue, []
+            if group is not None:
+                self._lead(group)
+                continue
+            woken = ticket.wake.acquire(timeout=PARK_SECONDS)
+            if woken:
+                with self._cond:
+                    ticket.signalled = False  # the lock is ours again: re-armed
         if ticket.error is not None:
             raise ticket.error
 
     def _lead(self, group: list[WalTicket]) -> None:
-        """Write ``group`` as the leader, then hand leadership to the first waiting
-        ticket (or give it up), and wake exactly the threads of ``group``."""
+        """Write ``group`` as the leader, give leadership up, wake exactly the threads
+        of ``group`` and nudge the first queued committer to lead next."""
         try:
             self._write_group(group)
         finally:
-            for ticket in group:
-                if not ticket.done:  # _write_group itself failed (not an I/O error)
-                    ticket.error = DurabilityError("the WAL writer failed while writing "
-                                                   "this commit's group")
-                    ticket.done = True
             with self._cond:
-                following = self._queue
-                if following:
-                    self._queue = []
-                    following[0].group = following
-                else:
-                    self._leading = False
-                    self._cond.notify_all()  # flush() and close() wait for this
-            for ticket in group:
-                ticket.wake.release()
-            if following:
-                following[0].wake.release()
+                for ticket in group:
+                    if not ticket.done:  # _write_group itself failed (not an I/O error)
+                        self._failure = self._failure or DurabilityError(
+                            "the WAL writer failed while writing a group")
+                        ticket.error = self._failure
+                        ticket.done = True
+                    _signal(ticket)
+                self._leading = False
+                if self._queue:
+                    _signal(self._queue[0])
+                self._cond.notify_all()  # flush() and close() wait for this
 
     def _write_group(self, group: list[WalTicket]) -> None:
         failure = self._failure

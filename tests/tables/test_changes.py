@@ -177,3 +177,19 @@ def test_a_chunk_half_deleted_is_rewritten_by_the_deleting_transaction(
     assert chunk_sizes(db) == [(3, 1), (1, 0), (1, 0)]
     assert sorted(content(db)) == [1, 3, 5, 7, 9]
     assert db.table("t").get(1) == {"id": 1, "name": "r1", "n": 5}
+
+
+def test_update_keeps_values_python_cannot_hold(tmp_path: Path) -> None:
+    """Found by review: update went through Python objects, which cannot hold a
+    nanosecond timestamp (without pandas) and so failed or changed the row."""
+    schema = pa.schema([("id", pa.int8()), ("at", pa.timestamp("ns")), ("n", pa.int8())])
+    with cm.connect(tmp_path / "db", create=True) as db:
+        db.create_table("e", schema, primary_key="id")
+        with db.transaction() as tx:
+            tx.insert("e", pa.table({"id": pa.array([1], pa.int8()),
+                                     "at": pa.array([1_000_000_001], pa.timestamp("ns")),
+                                     "n": pa.array([0], pa.int8())}))
+            assert tx.update("e", 1, {"n": 5})
+        row = db.table("e").get_many([1])
+        assert row.column("at").cast(pa.int64()).to_pylist() == [1_000_000_001]
+        assert row.column("n").to_pylist() == [5]
