@@ -56,7 +56,7 @@ class Index(Protocol):
               high: Sequence[Any] | None) -> np.ndarray:
         """Row ids with ``low <= values < high`` (None: unbounded), in value order."""
 
-    def count(self, view: KvView) -> int:
+    def len(self, view: KvView) -> int:
         """Number of entries."""
 
     def verify(self, view: KvView, rows: pa.Table, row_ids: np.ndarray) -> list[str]:
@@ -115,7 +115,7 @@ class _EngineKeyIndex:
     def lookup_many(self, view: KvView, values: Sequence[Sequence[Any]]) -> list[np.ndarray]:
         return [self.lookup(view, v) for v in values]
 
-    def count(self, view: KvView) -> int:
+    def len(self, view: KvView) -> int:
         return sum(1 for _ in view.scan_raw(self.base, prefix_end(self.base)))
 
     def verify(self, view: KvView, rows: pa.Table, row_ids: np.ndarray) -> list[str]:
