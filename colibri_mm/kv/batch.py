@@ -26,9 +26,9 @@ from ..kernels.changes import decode_changes
 from ..kernels.merge import Entries
 from ..kernels.sort import gather_slices, sorted_distinct
 from .records import DELETE, PUT
-from .sorted_entries import SortedEntries
+from .sorted_entries import SortedEntries, Value
 
-Version = tuple[int, bytes | None]
+Version = tuple[int, Value | None]
 
 
 class Batch:
@@ -40,16 +40,17 @@ class Batch:
         self.value_bytes = self.sorted.nbytes
         """Bytes of keys and values held (for the dirty-set bound)."""
 
-    def latest(self, key: bytes) -> Version | None:
-        """This batch's version of ``key`` (writer's view), or None."""
-        hit = self.sorted.get(key)
+    def latest(self, key: bytes, view: bool = False) -> Version | None:
+        """This batch's version of ``key`` (writer's view), or None; with ``view`` the
+        value is a numpy view of the batch's arrays."""
+        hit = self.sorted.get(key, view)
         if hit is None:
             return None
         return self.csn, (hit[1] if hit[0] == PUT else None)
 
-    def visible(self, key: bytes, csn: int) -> Version | None:
+    def visible(self, key: bytes, csn: int, view: bool = False) -> Version | None:
         """This batch's version of ``key`` if a snapshot at ``csn`` sees the batch."""
-        return self.latest(key) if self.csn <= csn else None
+        return self.latest(key, view) if self.csn <= csn else None
 
     def versions_in_order(self, start: bytes | None, end: bytes | None,
                           csn: int | None) -> Iterator[tuple[bytes, bytes | None]]:

@@ -47,12 +47,13 @@ class Memtable:
     def __len__(self) -> int:
         return len(self._versions)
 
-    def latest(self, key: bytes) -> Version | None:
-        """Newest version of ``key``, committed or not yet published (writer's view)."""
+    def latest(self, key: bytes, view: bool = False) -> Version | None:
+        """Newest version of ``key``, committed or not yet published (writer's view;
+        ``view`` is accepted for the layer interface: values here are bytes)."""
         versions = self._versions.get(key)
         return versions[-1] if versions else None
 
-    def visible(self, key: bytes, csn: int) -> Version | None:
+    def visible(self, key: bytes, csn: int, view: bool = False) -> Version | None:
         """Newest version of ``key`` with ``csn <=`` the snapshot's ``csn``."""
         versions = self._versions.get(key)
         if versions is None:

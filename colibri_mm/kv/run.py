@@ -25,7 +25,7 @@ from ..kernels.merge import Entries
 from ..kernels.search import SortedByteKeys
 from ..storage.catalog import ExtentRef
 from ..storage.pagefile import PageFile
-from .sorted_entries import SortedEntries
+from .sorted_entries import SortedEntries, Value
 
 MAGIC = b"COLIRUN\x00"
 _HEADER = struct.Struct("<8sQQQ")
@@ -124,9 +124,10 @@ class Run:
         """The run's columns as zero-copy views."""
         return self.sorted().entries
 
-    def get(self, key: bytes) -> tuple[int, bytes] | None:
-        """(kind, value) of ``key`` in this run, or None if the run lacks it."""
-        return self.sorted().get(key)
+    def get(self, key: bytes, view: bool = False) -> tuple[int, Value] | None:
+        """(kind, value) of ``key`` in this run, or None if the run lacks it (with
+        ``view``: a view of the mapped file, valid while the run's checkpoint is read)."""
+        return self.sorted().get(key, view)
 
     def items(self, start: bytes | None, end: bytes | None) -> Iterator[tuple[bytes, int, bytes]]:
         """(key, kind, value) of entries with ``start <= key < end``, in order."""

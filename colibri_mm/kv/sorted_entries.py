@@ -9,9 +9,16 @@ read through it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from ..kernels.merge import Entries
 from ..kernels.search import SortedByteKeys
+
+Value = bytes | npt.NDArray[np.uint8]
+"""A value: bytes, or a read-only numpy view where the caller asked for one."""
 
 
 class SortedEntries:
@@ -22,14 +29,22 @@ class SortedEntries:
         self.keys = SortedByteKeys(entries.key_offsets, entries.key_data)
         """Raises ValueError or TypeError when the key offsets are inconsistent."""
 
-    def get(self, key: bytes) -> tuple[int, bytes] | None:
-        """(kind, value) of ``key``, or None if absent."""
+    @overload
+    def get(self, key: bytes, view: Literal[False] = False) -> tuple[int, bytes] | None: ...
+
+    @overload
+    def get(self, key: bytes, view: bool) -> tuple[int, Value] | None: ...
+
+    def get(self, key: bytes, view: bool = False) -> tuple[int, Value] | None:
+        """(kind, value) of ``key``, or None if absent; with ``view`` the value is a
+        numpy view of the entries (of the mapped file, for a run), not a copy."""
         i = self.keys.find(key)
         if i < 0:
             return None
         e = self.entries
         start, end = e.value_offsets[i : i + 2].tolist()
-        return int(e.kinds[i]), e.value_data[start:end].tobytes()
+        value = e.value_data[start:end]
+        return int(e.kinds[i]), (value if view else value.tobytes())
 
     def items(self, start: bytes | None, end: bytes | None) -> Iterator[tuple[bytes, int, bytes]]:
         """(key, kind, value) of entries with ``start <= key < end``, in order."""

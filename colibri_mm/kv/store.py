@@ -16,11 +16,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from .batch import Batch
 from .memtable import Memtable
 from .records import DELETE
 from .run import Run
+from .sorted_entries import Value
 
 Layer = Memtable | Batch
 
@@ -55,14 +57,23 @@ class StoreVersion:
             return self.active.value_bytes
         return sum(layer.value_bytes for layer in self.layers())
 
-    def get(self, key: bytes, csn: int | None) -> bytes | None:
-        """Value of ``key`` at snapshot ``csn`` (None: the writer's newest view)."""
+    @overload
+    def get(self, key: bytes, csn: int | None, view: Literal[False] = False) -> bytes | None: ...
+
+    @overload
+    def get(self, key: bytes, csn: int | None, view: bool) -> Value | None: ...
+
+    def get(self, key: bytes, csn: int | None, view: bool = False) -> Value | None:
+        """Value of ``key`` at snapshot ``csn`` (None: the writer's newest view); with
+        ``view``, a numpy view instead of a copy where the value lies in an array
+        (valid while this version is pinned by a snapshot)."""
         for layer in self.layers():
-            version = layer.latest(key) if csn is None else layer.visible(key, csn)
+            version = layer.latest(key, view) if csn is None else \
+                layer.visible(key, csn, view)
             if version is not None:
                 return version[1]
         for run in self.runs:
-            entry = run.get(key)
+            entry = run.get(key, view)
             if entry is not None:
                 return entry[1] if entry[0] != DELETE else None
         return None

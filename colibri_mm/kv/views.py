@@ -21,6 +21,7 @@ from ..kernels.merge import Entries
 from .batch import Slices, arrow_slices, entries_from_slices, list_slices
 from .keys import USER_PREFIX, as_bytes, scan_bounds, user_key
 from .records import PUT
+from .sorted_entries import Value
 from .store import StoreVersion, newest_by_key
 from .writeset import WriteSet
 
@@ -52,6 +53,12 @@ class KvSnapshotView:
         """Like :meth:`get` for any key, system keys included (for the engine)."""
         self._check_open()
         return self._version.get(key, self._csn)
+
+    def get_raw_view(self, key: bytes) -> Value | None:
+        """Like :meth:`get_raw`, but a value lying in an array (a bulk layer, a run of
+        the mapped file) comes as a numpy view, valid while this snapshot is open."""
+        self._check_open()
+        return self._version.get(key, self._csn, view=True)
 
     def scan_raw(self, low: bytes | None, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Like :meth:`scan` over ``[low, high)``, system keys included (for the engine)."""

@@ -7,6 +7,7 @@ lookup sees the catalog of that snapshot.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -48,6 +49,13 @@ def lookup(view: CatalogReader, name: str) -> TableDef:
     value = view.get_raw(table_key(check_table_name(name)))
     if value is None:
         raise TableNotFoundError(f"no table named {name!r}")
+    return _decoded(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(value: bytes) -> TableDef:
+    """A definition read from its stored bytes (decoded once per distinct value: every
+    read of a table looks its definition up)."""
     return TableDef.decode(value)
 
 

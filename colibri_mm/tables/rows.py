@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from ..errors import CorruptionError, SchemaError
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
+from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView
 from .catalog import TableDef
 from .keys import encode_key
@@ -80,7 +81,16 @@ def encode_counts(stored: int, deleted: int) -> bytes:
     return _COUNTS.pack(stored, deleted)
 
 
-def read_chunk(definition: TableDef, value: bytes) -> pa.Table:
+def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None:
+    """A chunk's stored value for reading rows out of it (the caller copies what it
+    keeps): in a snapshot a view where the value lies in an array, else bytes."""
+    key = chunk_key(definition, chunk)
+    if isinstance(view, KvSnapshotView):
+        return view.get_raw_view(key)
+    return view.get_raw(key)
+
+
+def read_chunk(definition: TableDef, value: Value) -> pa.Table:
     """A stored chunk as a table of the current schema (columns added later filled
     with their defaults)."""
     chunk = pa.ipc.open_stream(pa.py_buffer(value)).read_all()
@@ -118,7 +128,7 @@ def get(view: KvView, definition: TableDef, key: Any) -> dict[str, Any] | None:
     where = find(view, definition, key)
     if where is None:
         return None
-    value = view.get_raw(chunk_key(definition, where[0]))
+    value = _chunk_value(view, definition, where[0])
     if value is None:
         raise CorruptionError(f"table {definition.name!r}: the primary key index points "
                               f"at chunk {where[0]}, which is missing")
@@ -140,7 +150,7 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray) -> pa.Table:
     parts = []
     order = []
     for chunk, wanted in by_chunk.items():
-        value = view.get_raw(chunk_key(definition, chunk))
+        value = _chunk_value(view, definition, chunk)
         if value is None:
             raise CorruptionError(f"table {definition.name!r}: the primary key index points "
                                   f"at chunk {chunk}, which is missing")
