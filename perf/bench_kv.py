@@ -531,8 +531,8 @@ def bench_put_many(rng: np.random.Generator, scratch: Scratch, n: int = 1_000_00
            "heap our round freed)", "MB", ours_peak, repeat=repeat)
     report("kv.put_many 1M, RSS after", f"informational: process VmRSS right after our "
            f"put_many of {n:,} pairs, database still open (max over timed rounds): up to "
-           f"{ours_kept:+,.0f} MB over before the call (the version store keeps the input's "
-           f"bytes objects, not copies); LMDB's: up to {lmdb_kept:+,.0f} MB",
+           f"{ours_kept:+,.0f} MB over before the call (the bulk layer: the pairs as "
+           f"sorted arrays, keys and values plus offsets); LMDB's: up to {lmdb_kept:+,.0f} MB",
            "MB", ours_after, repeat=repeat)
     return ours_paths[0], (keys, values)
 
