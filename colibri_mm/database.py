@@ -41,6 +41,7 @@ from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
 from .storage.pagefile import DATA_NAME, PageFile
 from .tables import registry
+from .tables.chunk_cache import ChunkCache
 from .tables.table import Table
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
@@ -142,6 +143,8 @@ class Database:
             self._release()
             raise
         self.kv = DatabaseKv(self)
+        self.chunk_cache = ChunkCache(options.chunk_cache_bytes)
+        """Parsed table chunks kept for point reads (see ``tables/chunk_cache.py``)."""
 
     # -- opening -----------------------------------------------------------------
 

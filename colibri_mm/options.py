@@ -33,6 +33,8 @@ class Options:
     bulk_changes: int = 1024
     """Transactions with at least this many changes are committed (and replayed) as
     one sorted array layer instead of key by key (``colibri_mm.kv.batch``)."""
+    chunk_cache_bytes: int = 64 << 20
+    """Bytes of parsed table chunks kept in memory for point reads."""
     row_group_rows: int = 65536
     """Rows per stored chunk of a table (a bigger insert is split into several)."""
     checkpoint_on_close: bool = True
@@ -57,6 +59,7 @@ class Options:
         self._positive("checkpoint_wal_bytes", self.checkpoint_wal_bytes)
         self._positive("bulk_changes", self.bulk_changes)
         self._positive("row_group_rows", self.row_group_rows)
+        self._positive("chunk_cache_bytes", self.chunk_cache_bytes)
         if self.wal_segment_size < (1 << 20):
             raise ConfigError(f"wal_segment_size must be at least 1 MiB; got "
                               f"{self.wal_segment_size!r}")

@@ -28,6 +28,7 @@ from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView
 from .catalog import TableDef
+from .chunk_cache import ChunkCache
 from .keys import encode_key
 
 INDEX = SYSTEM_PREFIX + b"\x02"
@@ -90,10 +91,34 @@ def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None
     return view.get_raw(key)
 
 
+def _parse(value: Value) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(value)).read_all()
+
+
 def read_chunk(definition: TableDef, value: Value) -> pa.Table:
     """A stored chunk as a table of the current schema (columns added later filled
     with their defaults)."""
-    chunk = pa.ipc.open_stream(pa.py_buffer(value)).read_all()
+    return _current_schema(definition, _parse(value))
+
+
+def _cached_chunk(view: KvView, definition: TableDef, chunk: int,
+                  cache: ChunkCache | None) -> pa.Table | None:
+    """Chunk ``chunk`` parsed, through ``cache`` for snapshot reads (None if the
+    chunk does not exist)."""
+    if cache is None or not isinstance(view, KvSnapshotView):
+        value = _chunk_value(view, definition, chunk)
+        return None if value is None else read_chunk(definition, value)
+    parsed = cache.get(definition.table_id, chunk)
+    if parsed is None:
+        value = view.get_raw(chunk_key(definition, chunk))  # a private copy
+        if value is None:
+            return None
+        parsed = _parse(value)
+        cache.put(definition.table_id, chunk, parsed)
+    return _current_schema(definition, parsed)
+
+
+def _current_schema(definition: TableDef, chunk: pa.Table) -> pa.Table:
     if chunk.num_columns == len(definition.schema):
         return chunk
     columns = list(chunk.columns)
@@ -123,26 +148,36 @@ def find(view: KvView, definition: TableDef, key: Any) -> tuple[int, int] | None
     return packed >> 32, packed & 0xFFFFFFFF
 
 
-def get(view: KvView, definition: TableDef, key: Any) -> dict[str, Any] | None:
+def get(view: KvView, definition: TableDef, key: Any,
+        cache: ChunkCache | None = None) -> dict[str, Any] | None:
     """The row with primary key ``key`` as a dict, or None."""
     where = find(view, definition, key)
     if where is None:
         return None
-    value = _chunk_value(view, definition, where[0])
-    if value is None:
-        raise CorruptionError(f"table {definition.name!r}: the primary key index points "
-                              f"at chunk {where[0]}, which is missing")
-    row: dict[str, Any] = read_chunk(definition, value).slice(where[1], 1).to_pylist()[0]
+    rows = _indexed_chunk(view, definition, where[0], cache)
+    row: dict[str, Any] = rows.slice(where[1], 1).to_pylist()[0]
     return row
 
 
-def get_many(view: KvView, definition: TableDef, keys: Sequence[Any]) -> pa.Table:
+def _indexed_chunk(view: KvView, definition: TableDef, chunk: int,
+                   cache: ChunkCache | None) -> pa.Table:
+    rows = _cached_chunk(view, definition, chunk, cache)
+    if rows is None:
+        raise CorruptionError(f"table {definition.name!r}: an index points at chunk "
+                              f"{chunk}, which is missing")
+    return rows
+
+
+def get_many(view: KvView, definition: TableDef, keys: Sequence[Any],
+             cache: ChunkCache | None = None) -> pa.Table:
     """The rows with the given primary keys that exist, in the order of ``keys``."""
     found = [where for key in keys if (where := find(view, definition, key)) is not None]
-    return fetch(view, definition, np.array([(c << 32) | r for c, r in found], np.uint64))
+    return fetch(view, definition, np.array([(c << 32) | r for c, r in found], np.uint64),
+                 cache)
 
 
-def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray) -> pa.Table:
+def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
+          cache: ChunkCache | None = None) -> pa.Table:
     """The rows at ``row_ids``, in that order (each chunk involved is read once)."""
     by_chunk: dict[int, list[tuple[int, int]]] = {}
     for i, packed in enumerate(row_ids.tolist()):
@@ -150,11 +185,8 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray) -> pa.Table:
     parts = []
     order = []
     for chunk, wanted in by_chunk.items():
-        value = _chunk_value(view, definition, chunk)
-        if value is None:
-            raise CorruptionError(f"table {definition.name!r}: the primary key index points "
-                                  f"at chunk {chunk}, which is missing")
-        parts.append(read_chunk(definition, value).take(pa.array([r for _, r in wanted])))
+        rows = _indexed_chunk(view, definition, chunk, cache)
+        parts.append(rows.take(pa.array([r for _, r in wanted])))
         order += [i for i, _ in wanted]
     if not parts:
         return definition.schema.empty_table()

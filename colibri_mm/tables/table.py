@@ -70,12 +70,12 @@ class Table:
         """The row with primary key ``key`` (a value; a tuple for a key of several
         columns) as a dict, or None."""
         with self._reading() as (view, definition):
-            return rows.get(view, definition, key)
+            return rows.get(view, definition, key, self._db.chunk_cache)
 
     def get_many(self, keys: Sequence[Any]) -> pa.Table:
         """The rows with the given primary keys that exist, in the order of ``keys``."""
         with self._reading() as (view, definition):
-            return rows.get_many(view, definition, keys)
+            return rows.get_many(view, definition, keys, self._db.chunk_cache)
 
     def scan(self, columns: Sequence[str] | None = None,
              filter: pc.Expression | None = None) -> Scan:
@@ -120,7 +120,7 @@ class Table:
                 if set(index_def.columns) == set(where):
                     index = open_index(definition, index_def)
                     found = index.lookup(view, [where[c] for c in index_def.columns])
-                    return rows.fetch(view, definition, found)
+                    return rows.fetch(view, definition, found, self._db.chunk_cache)
             condition = None
             for column, value in where.items():
                 term = pc.field(column).is_null() if value is None else \

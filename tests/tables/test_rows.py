@@ -247,3 +247,33 @@ def test_get_many_returns_existing_rows_in_the_order_asked(db: cm.Database) -> N
     assert got.schema.equals(PEOPLE)
     assert db.table("people").get_many([]).num_rows == 0
     assert db.table("people").get_many([77]).schema.equals(PEOPLE)
+
+
+def test_the_chunk_cache_is_bounded_and_never_stale(tmp_path: Path) -> None:
+    from colibri_mm.tables.chunk_cache import ChunkCache
+
+    cache = ChunkCache(max_bytes=3000)
+    small = pa.table({"x": pa.array(range(100), pa.int64())})  # 800 bytes
+    for chunk in range(5):
+        cache.put(1, chunk, small)
+    assert cache.nbytes <= 3000
+    assert cache.get(1, 0) is None and cache.get(1, 4) is not None
+    cache.put(1, 9, pa.table({"x": pa.array(range(1000), pa.int64())}))  # too big: skipped
+    assert cache.get(1, 9) is None
+
+    with cm.connect(tmp_path / "db", create=True, row_group_rows=4) as db:
+        db.create_table("people", PEOPLE, primary_key="id")
+        insert(db, "people", people(range(10)))
+        table = db.table("people")
+        assert table.get(1)["name"] == "p1"  # type: ignore[index]  # chunk 0 now cached
+        table.add_column(pa.field("tag", pa.string()), default="old")
+        assert table.get(1) == {"id": 1, "name": "p1", "score": 0.1, "tag": "old"}
+        with db.transaction() as tx:
+            tx.update("people", 1, {"name": "one"})
+            tx.delete_where("people", pc.field("id") < 4)  # chunk 0 half deleted: rewritten
+            tx.insert("people", [{"id": 2, "name": "again", "tag": "new"}])
+        db.checkpoint()
+        assert table.get(1) is None
+        assert table.get(2) == {"id": 2, "name": "again", "score": None, "tag": "new"}
+        assert table.get(5)["tag"] == "old"  # type: ignore[index]
+        assert db.chunk_cache.hits > 0
