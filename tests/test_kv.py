@@ -304,3 +304,32 @@ def test_sweeping_delete_markers_never_brings_older_values_back(
         assert db.kv.get(b"k") is None
         assert db.kv.get(b"b007") is None
         assert sum(1 for _ in db.kv.scan(prefix=b"b")) == 19
+
+
+def test_states_of_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
+    """The vectorised existence check (used for primary keys) against get_raw, over
+    every kind of source: a run, a bulk layer, the memtable and the transaction."""
+    from colibri_mm.kernels.search import pack_varlen
+    from colibri_mm.kv.keys import USER_PREFIX
+
+    rng = np.random.default_rng(5)
+    keys = [b"k%04d" % i for i in range(400)]
+    with cm.connect(tmp_path / "db", create=True, bulk_changes=50) as db:
+        db.kv.put_many(keys[:100], [b"run"] * 100)
+        db.checkpoint()
+        db.kv.put_many(keys[80:200], [b"bulk"] * 120)
+        for k in rng.choice(keys[:250], 40, replace=False):
+            db.kv.delete(k)
+        db.kv.put(keys[300], b"memtable")
+        with db.transaction() as tx:
+            tx.kv.put_many(keys[150:220], [b"own"] * 70)
+            tx.kv.delete(keys[0])
+            tx.kv.put(keys[399], b"own")
+            probes = [USER_PREFIX + k for k in keys] + [b"\x01nope"]
+            states = tx.kv.states_many_raw(pack_varlen(probes))
+            expected = []
+            for probe in probes:
+                value = tx.kv.get_raw(probe)
+                expected.append(1 if value is not None else None)
+            for i, probe in enumerate(probes):
+                assert (states[i] == 1) == (expected[i] == 1), probe

@@ -95,6 +95,19 @@ class Memtable:
             self._order.update(self._unordered)
             self._unordered = []
 
+    def states_many(self, keys: Callable[[], list[bytes]], count: int,
+                    csn: int | None) -> npt.NDArray[np.int8]:
+        """Per key (``keys()`` lists them, asked only if this memtable has any): 1 if
+        its version seen at ``csn`` (None: the newest) is a put, 0 a delete, -1 none."""
+        states = np.full(count, -1, np.int8)
+        if not self._versions:
+            return states
+        for i, key in enumerate(keys()):
+            version = self.latest(key) if csn is None else self.visible(key, csn)
+            if version is not None:
+                states[i] = 1 if version[1] is not None else 0
+        return states
+
     def sweep(self, horizon: int, held_below: Callable[[bytes], bool]) -> int:
         """Forget keys whose newest version is a delete no snapshot can see past and
         that no older source holds (``held_below(key)``: a frozen layer or a sorted

@@ -18,6 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, overload
 
+import numpy as np
+import numpy.typing as npt
+
+from ..kernels.keycodec import Varlen
 from .batch import Batch
 from .memtable import Memtable
 from .records import DELETE
@@ -44,6 +48,32 @@ class StoreVersion:
         """This version with ``batch`` on top (the active memtable frozen under it)."""
         below = (self.active, *self.frozen) if len(self.active) else self.frozen
         return StoreVersion(Memtable(), (batch, *below), self.runs, self.checkpoint_id)
+
+    def states_many(self, probes: Varlen, csn: int | None) -> npt.NDArray[np.int8]:
+        """Per probe key (stored form, Arrow-style offsets + data): 1 if it has a
+        value at ``csn`` (None: the writer's newest view), 0 if deleted, -1 if never
+        written. Sorted layers and runs answer with one kernel call each."""
+        count = probes[0].size - 1
+        states = np.full(count, -1, np.int8)
+        listed: list[bytes] = []
+
+        def keys() -> list[bytes]:
+            if not listed and count:
+                offsets, data = probes
+                listed.extend(data[offsets[i] : offsets[i + 1]].tobytes()
+                              for i in range(count))
+            return listed
+
+        for layer in self.layers():
+            found = layer.states_many(keys, count, csn) if isinstance(layer, Memtable) \
+                else layer.states_many(keys, probes, csn)
+            fill = (states == -1) & (found != -1)
+            states[fill] = found[fill]
+        for run in self.runs:
+            found = run.sorted().states_many(probes)
+            fill = (states == -1) & (found != -1)
+            states[fill] = found[fill]
+        return states
 
     def held_below_active(self, key: bytes) -> bool:
         """Whether a frozen layer or a sorted run has an entry (put or delete) for

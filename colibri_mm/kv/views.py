@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
+from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
 from .batch import Slices, arrow_slices, entries_from_slices, list_slices
 from .keys import USER_PREFIX, as_bytes, scan_bounds, user_key
@@ -95,6 +97,17 @@ class KvTransactionView:
         """Set (None: delete) any key, system keys included (for the engine)."""
         self._check_writable()
         self._writes.put(key, value)
+
+    def states_many_raw(self, probes: Varlen) -> npt.NDArray[np.int8]:
+        """Per stored-form key (Arrow-style offsets + data) as this transaction sees
+        it: 1 has a value, 0 deleted, -1 never written (for the engine)."""
+        self._check_writable()
+        states = self._writes.states_many(probes)
+        undecided = states == -1
+        if undecided.any():
+            below = self._current().states_many(probes, None)
+            states[undecided] = below[undecided]
+        return states
 
     def put_sorted_raw(self, entries: Entries) -> None:
         """Write sorted entries with distinct stored-form keys (for the engine)."""

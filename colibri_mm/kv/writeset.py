@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+import numpy.typing as npt
+
+from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries, merge
 from .batch import entries_from_lists
 from .records import DELETE, PUT
@@ -57,6 +61,27 @@ class WriteSet:
                 if hit is not None:
                     return True, (hit[1] if hit[0] == PUT else None)
         return False, None
+
+    def states_many(self, probes: Varlen) -> npt.NDArray[np.int8]:
+        """Per probe key: 1 if this transaction wrote a value for it, 0 if it deleted
+        it, -1 if it did not touch it."""
+        offsets, data = probes
+        count = offsets.size - 1
+        states = np.full(count, -1, np.int8)
+        for layer in reversed(self._layers):
+            if isinstance(layer, dict):
+                if not layer:
+                    continue
+                found = np.full(count, -1, np.int8)
+                for i in range(count):
+                    key = data[offsets[i] : offsets[i + 1]].tobytes()
+                    if key in layer:
+                        found[i] = 1 if layer[key] is not None else 0
+            else:
+                found = layer.states_many(probes)
+            fill = (states == -1) & (found != -1)
+            states[fill] = found[fill]
+        return states
 
     def items(self, start: bytes | None,
               end: bytes | None) -> Iterator[tuple[bytes, bytes | None]]:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from ..errors import ConstraintError, SchemaError
 from ..kernels.keycodec import Varlen
-from ..kernels.sort import sorted_distinct
+from ..kernels.sort import gather_slices, sorted_distinct
 from ..kv.batch import entries_from_slices
 from ..kv.records import PUT
 from ..kv.views import KvTransactionView
@@ -253,14 +253,18 @@ def _keys(definition: TableDef, table: pa.Table,
 
 def _refuse_present(view: KvTransactionView, definition: TableDef, table: pa.Table,
                     keys: tuple[np.ndarray, np.ndarray, pa.Table] | Varlen) -> None:
+    """Raise :class:`ConstraintError` naming the first row whose key the table has
+    (one vectorised lookup per layer of the store for all the rows)."""
     offsets, data = keys[0], keys[1]
-    prefix = index_prefix(definition)
-    for i in range(table.num_rows):
-        if view.get_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes()) is not None:
-            assert definition.primary_key is not None
-            raise ConstraintError(f"duplicate primary key "
-                                  f"{_key_values(table, definition.primary_key, i)}: "
-                                  f"table {definition.name!r} already has it")
+    n = offsets.size - 1
+    probes = gather_slices(offsets[:-1], np.diff(offsets), data, np.arange(n),
+                           index_prefix(definition))
+    present = np.flatnonzero(view.states_many_raw(probes) == 1)
+    if present.size:
+        assert definition.primary_key is not None
+        raise ConstraintError(f"duplicate primary key "
+                              f"{_key_values(table, definition.primary_key, int(present[0]))}: "
+                              f"table {definition.name!r} already has it")
 
 
 def _key_values(table: pa.Table, columns: Sequence[str], row: int) -> str:
