@@ -43,6 +43,7 @@ from .storage.pagefile import DATA_NAME, PageFile
 from .tables import registry
 from .tables.chunk_cache import ChunkCache
 from .tables.table import Table
+from .tables.writes import WriteSettings
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
 from .txn.reader_table import ReaderTable
@@ -145,6 +146,8 @@ class Database:
         self.kv = DatabaseKv(self)
         self.chunk_cache = ChunkCache(options.chunk_cache_bytes)
         """Parsed table chunks kept for point reads (see ``tables/chunk_cache.py``)."""
+        self.write_settings = WriteSettings(options.row_group_rows, options.bulk_changes,
+                                            self.chunk_cache)
 
     # -- opening -----------------------------------------------------------------
 

@@ -84,36 +84,31 @@ class Transaction:
         ``__arrow_c_stream__``, a dict of columns or a list of dicts); returns how
         many. A primary key already present or repeated raises
         :class:`~colibri_mm.errors.ConstraintError` and adds nothing."""
-        options = self._db.options
         return writes.insert(self.kv, registry.lookup(self.kv, table), rows,
-                             options.row_group_rows, options.bulk_changes)
+                             self._db.write_settings)
 
     def upsert(self, table: str, rows: Any) -> int:
         """Insert ``rows``, replacing the rows that have their primary keys (of rows
         repeating a key, the last wins); returns how many rows were written."""
-        options = self._db.options
         return writes.upsert(self.kv, registry.lookup(self.kv, table), rows,
-                             options.row_group_rows, options.bulk_changes)
+                             self._db.write_settings)
 
     def update(self, table: str, key: Any, changes: dict[str, Any]) -> bool:
         """Set the columns in ``changes`` of the row with primary key ``key`` (a
         value, or a tuple); False if there is no such row."""
-        options = self._db.options
         return writes.update(self.kv, registry.lookup(self.kv, table), key, changes,
-                             options.row_group_rows, options.bulk_changes)
+                             self._db.write_settings)
 
     def delete(self, table: str, key: Any) -> bool:
         """Delete the row with primary key ``key``; False if there is none."""
-        options = self._db.options
         return writes.delete(self.kv, registry.lookup(self.kv, table), key,
-                             options.row_group_rows, options.bulk_changes)
+                             self._db.write_settings)
 
     def delete_where(self, table: str, filter: Any) -> int:
         """Delete every row for which the ``pyarrow.compute`` expression ``filter``
         holds; returns how many."""
-        options = self._db.options
         return writes.delete_where(self.kv, registry.lookup(self.kv, table), filter,
-                                   options.row_group_rows, options.bulk_changes)
+                                   self._db.write_settings)
 
     def commit(self) -> None:
         """Make the writes durable (per the durability mode) and visible."""

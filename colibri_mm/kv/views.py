@@ -93,6 +93,10 @@ class KvTransactionView:
             return value
         return self._current().get(key, None)
 
+    def wrote_raw(self, key: bytes) -> bool:
+        """Whether this transaction wrote (or deleted) ``key`` (for the engine)."""
+        return self._writes.get(key)[0]
+
     def put_raw(self, key: bytes, value: bytes | None) -> None:
         """Set (None: delete) any key, system keys included (for the engine)."""
         self._check_writable()

@@ -103,14 +103,20 @@ def read_chunk(definition: TableDef, value: Value) -> pa.Table:
 
 def _cached_chunk(view: KvView, definition: TableDef, chunk: int,
                   cache: ChunkCache | None) -> pa.Table | None:
-    """Chunk ``chunk`` parsed, through ``cache`` for snapshot reads (None if the
-    chunk does not exist)."""
-    if cache is None or not isinstance(view, KvSnapshotView):
+    """Chunk ``chunk`` parsed, through ``cache`` (None if the chunk does not exist).
+
+    Only committed chunks go through the cache: a chunk this transaction wrote is
+    read from its own writes (its number was never committed, so it cannot be in
+    the cache either).
+    """
+    key = chunk_key(definition, chunk)
+    own = isinstance(view, KvTransactionView) and view.wrote_raw(key)
+    if cache is None or own:
         value = _chunk_value(view, definition, chunk)
         return None if value is None else read_chunk(definition, value)
     parsed = cache.get(definition.table_id, chunk)
     if parsed is None:
-        value = view.get_raw(chunk_key(definition, chunk))  # a private copy
+        value = view.get_raw(key)  # a private copy
         if value is None:
             return None
         parsed = _parse(value)
@@ -154,12 +160,12 @@ def get(view: KvView, definition: TableDef, key: Any,
     where = find(view, definition, key)
     if where is None:
         return None
-    rows = _indexed_chunk(view, definition, where[0], cache)
+    rows = indexed_chunk(view, definition, where[0], cache)
     row: dict[str, Any] = rows.slice(where[1], 1).to_pylist()[0]
     return row
 
 
-def _indexed_chunk(view: KvView, definition: TableDef, chunk: int,
+def indexed_chunk(view: KvView, definition: TableDef, chunk: int,
                    cache: ChunkCache | None) -> pa.Table:
     rows = _cached_chunk(view, definition, chunk, cache)
     if rows is None:
@@ -185,7 +191,7 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
     parts = []
     order = []
     for chunk, wanted in by_chunk.items():
-        rows = _indexed_chunk(view, definition, chunk, cache)
+        rows = indexed_chunk(view, definition, chunk, cache)
         parts.append(rows.take(pa.array([r for _, r in wanted])))
         order += [i for i, _ in wanted]
     if not parts:

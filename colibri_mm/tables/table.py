@@ -142,10 +142,9 @@ class Table:
         """Rewrite the chunks holding deleted rows, or too few rows, into full chunks
         (one transaction; snapshots already open keep reading the old chunks)."""
         self._refuse_in_snapshot("compact it")
-        options = self._db.options
         with self._db.transaction() as tx:
             return writes.compact(tx.kv, registry.lookup(tx.kv, self._name),
-                                  options.row_group_rows, options.bulk_changes)
+                                  self._db.write_settings)
 
     def add_column(self, field: pa.Field, default: Any = None) -> None:
         """Append a column; rows written before read ``default`` in it (one transaction)."""

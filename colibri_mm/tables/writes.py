@@ -10,7 +10,8 @@ commit still reach the old version through their older index entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..kv.batch import entries_from_slices
 from ..kv.records import PUT
 from ..kv.views import KvTransactionView
 from .catalog import TableDef
+from .chunk_cache import ChunkCache
 from .conform import columns_table, conform
 from .indexes import indexes_of
 from .keys import encode_keys
@@ -39,15 +41,25 @@ from .rows import (
     encoded_key,
     find,
     index_prefix,
+    indexed_chunk,
     live_chunks,
     matching,
-    read_chunk,
     table_part,
 )
 
 
+@dataclass(frozen=True)
+class WriteSettings:
+    """How a write lays rows out: rows per chunk, the size from which index entries
+    go the bulk way, and the chunk cache reads may use."""
+
+    chunk_rows: int
+    bulk_changes: int
+    cache: ChunkCache | None = None
+
+
 def insert(view: KvTransactionView, definition: TableDef, rows: Any,
-           chunk_rows: int, bulk_changes: int) -> int:
+           settings: WriteSettings) -> int:
     """Add ``rows``; a primary key already present or repeated in ``rows`` raises
     :class:`ConstraintError` naming it. Returns how many rows were added."""
     table = conform(definition, rows)
@@ -56,12 +68,12 @@ def insert(view: KvTransactionView, definition: TableDef, rows: Any,
     keys = _keys(definition, table, repeated="error")
     if keys is not None:
         _refuse_present(view, definition, table, keys)
-    _append(view, definition, table, keys, chunk_rows, bulk_changes)
+    _append(view, definition, table, keys, settings)
     return int(table.num_rows)
 
 
 def upsert(view: KvTransactionView, definition: TableDef, rows: Any,
-           chunk_rows: int, bulk_changes: int) -> int:
+           settings: WriteSettings) -> int:
     """Insert ``rows``, replacing rows with the same primary key (the last of rows
     repeating a key wins). Returns how many rows were written."""
     table = conform(definition, rows)
@@ -81,14 +93,14 @@ def upsert(view: KvTransactionView, definition: TableDef, rows: Any,
             (packed,) = ROW_ID.unpack(row_id)
             replaced.setdefault(packed >> 32, []).append(packed & 0xFFFFFFFF)
     for chunk, rows_of_chunk in replaced.items():
-        _mark_deleted(view, definition, chunk, rows_of_chunk, due)
-    _append(view, definition, table, (offsets, data), chunk_rows, bulk_changes)
-    _compact_due(view, definition, due, chunk_rows, bulk_changes)
+        _mark_deleted(view, definition, chunk, rows_of_chunk, due, settings)
+    _append(view, definition, table, (offsets, data), settings)
+    _compact_due(view, definition, due, settings)
     return int(table.num_rows)
 
 
 def update(view: KvTransactionView, definition: TableDef, key: Any,
-           changes: dict[str, Any], chunk_rows: int, bulk_changes: int) -> bool:
+           changes: dict[str, Any], settings: WriteSettings) -> bool:
     """Set the columns in ``changes`` of the row with primary key ``key``; False if
     there is no such row. Changing key columns moves the row to its new key (which
     must be free)."""
@@ -98,9 +110,7 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
     where = find(view, definition, key)
     if where is None:
         return False
-    value = view.get_raw(chunk_key(definition, where[0]))
-    assert value is not None
-    old = read_chunk(definition, value).slice(where[1], 1)
+    old = indexed_chunk(view, definition, where[0], settings.cache).slice(where[1], 1)
     changed = columns_table(definition, {c: [v] for c, v in changes.items()})
     # The row stays in Arrow: no Python round trip that could change a value.
     new = conform(definition, pa.Table.from_arrays(
@@ -113,32 +123,34 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
             encoded_key(definition, key):
         _refuse_present(view, definition, new, new_keys)
     due: set[int] = set()
-    _delete(view, definition, key, due)
-    _append(view, definition, new, new_keys, chunk_rows, bulk_changes)
-    _compact_due(view, definition, due, chunk_rows, bulk_changes)
+    _delete(view, definition, key, due, settings)
+    _append(view, definition, new, new_keys, settings)
+    _compact_due(view, definition, due, settings)
     return True
 
 
-def delete(view: KvTransactionView, definition: TableDef, key: Any, chunk_rows: int,
-           bulk_changes: int) -> bool:
+def delete(view: KvTransactionView, definition: TableDef, key: Any,
+           settings: WriteSettings) -> bool:
     """Delete the row with primary key ``key``; False if there is none."""
     due: set[int] = set()
-    deleted = _delete(view, definition, key, due)
-    _compact_due(view, definition, due, chunk_rows, bulk_changes)
+    deleted = _delete(view, definition, key, due, settings)
+    _compact_due(view, definition, due, settings)
     return deleted
 
 
-def _delete(view: KvTransactionView, definition: TableDef, key: Any, due: set[int]) -> bool:
+def _delete(view: KvTransactionView, definition: TableDef, key: Any, due: set[int],
+            settings: WriteSettings) -> bool:
     where = find(view, definition, key)
     if where is None:
         return False
-    _mark_deleted(view, definition, where[0], [where[1]], due)
+    _mark_deleted(view, definition, where[0], [where[1]], due, settings)
     view.put_raw(encoded_key(definition, key), None)
     return True
 
 
 def _mark_deleted(view: KvTransactionView, definition: TableDef, chunk: int,
-                  rows: list[int], due: set[int], data: pa.Table | None = None) -> None:
+                  rows: list[int], due: set[int], settings: WriteSettings,
+                  data: pa.Table | None = None) -> None:
     """Mark ``rows`` of ``chunk`` deleted and drop their secondary index entries
     (``data``: those rows, read from the chunk if not given); add the chunk to
     ``due`` once half of its rows are deleted (the automatic compaction policy)."""
@@ -146,9 +158,8 @@ def _mark_deleted(view: KvTransactionView, definition: TableDef, chunk: int,
         view.put_raw(deleted_key(definition, chunk, row), b"")
     if definition.indexes:
         if data is None:
-            value = view.get_raw(chunk_key(definition, chunk))
-            assert value is not None
-            data = read_chunk(definition, value).take(pa.array(rows))
+            data = indexed_chunk(view, definition, chunk, settings.cache).take(
+                pa.array(rows))
         row_ids = (np.uint64(chunk) << np.uint64(32)) | np.array(rows, np.uint64)
         for index in indexes_of(definition):
             index.delete(view, data, row_ids)
@@ -160,13 +171,13 @@ def _mark_deleted(view: KvTransactionView, definition: TableDef, chunk: int,
 
 
 def _compact_due(view: KvTransactionView, definition: TableDef, due: set[int],
-                 chunk_rows: int, bulk_changes: int) -> None:
+                 settings: WriteSettings) -> None:
     if due:
-        compact(view, definition, chunk_rows, bulk_changes, only=due)
+        compact(view, definition, settings, only=due)
 
 
 def delete_where(view: KvTransactionView, definition: TableDef,
-                 filter: pc.Expression, chunk_rows: int, bulk_changes: int) -> int:
+                 filter: pc.Expression, settings: WriteSettings) -> int:
     """Delete every row for which ``filter`` holds; returns how many."""
     if not isinstance(filter, pc.Expression):
         raise TypeError(f"delete_where takes a pyarrow.compute expression, not "
@@ -180,28 +191,28 @@ def delete_where(view: KvTransactionView, definition: TableDef,
     count = 0
     due: set[int] = set()
     for chunk, rows_hit, rows in marked:
-        _mark_deleted(view, definition, chunk, rows_hit.tolist(), due, rows)
+        _mark_deleted(view, definition, chunk, rows_hit.tolist(), due, settings, rows)
         if definition.primary_key is not None:
             offsets, data = encode_keys(rows, definition.primary_key)
             for i in range(rows.num_rows):
                 view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(), None)
         count += len(rows_hit)
-    _compact_due(view, definition, due, chunk_rows, bulk_changes)
+    _compact_due(view, definition, due, settings)
     return count
 
 
-def compact(view: KvTransactionView, definition: TableDef, chunk_rows: int,
-            bulk_changes: int, only: set[int] | None = None) -> dict[str, int]:
-    """Rewrite the chunks holding deleted rows or fewer than half ``chunk_rows`` rows
+def compact(view: KvTransactionView, definition: TableDef, settings: WriteSettings,
+            only: set[int] | None = None) -> dict[str, int]:
+    """Rewrite the chunks holding deleted rows or under half ``settings.chunk_rows`` rows
     (or just the chunks ``only``) into full chunks of their live rows; older
     snapshots keep the old chunks until they end. Returns what was done."""
     victims = []
     dropped = 0
-    for chunk, positions, rows in live_chunks(view, definition):
-        if only is not None and chunk not in only:
-            continue
+    candidates = live_chunks(view, definition) if only is None else \
+        _some_live_chunks(view, definition, sorted(only), settings)
+    for chunk, positions, rows in candidates:
         deleted = deleted_rows(view, definition, chunk)
-        if only is not None or deleted or rows.num_rows < chunk_rows // 2:
+        if only is not None or deleted or rows.num_rows < settings.chunk_rows // 2:
             victims.append((chunk, rows, deleted))
             dropped += len(deleted)
             old_ids = (np.uint64(chunk) << np.uint64(32)) | positions.astype(np.uint64)
@@ -219,9 +230,20 @@ def compact(view: KvTransactionView, definition: TableDef, chunk_rows: int,
     if live:
         table = pa.concat_tables(live)
         keyed = _keys(definition, table, repeated="error")
-        _append(view, definition, table, keyed, chunk_rows, bulk_changes)
+        _append(view, definition, table, keyed, settings)
     return {"chunks_rewritten": len(victims), "rows_moved": moved,
             "deleted_rows_dropped": dropped}
+
+
+def _some_live_chunks(view: KvTransactionView, definition: TableDef, chunks: list[int],
+                      settings: WriteSettings) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
+    """Like :func:`~colibri_mm.tables.rows.live_chunks`, for the given chunks only
+    (the automatic policy must not scan the whole table for each write)."""
+    for chunk in chunks:
+        rows = indexed_chunk(view, definition, chunk, settings.cache)
+        keep = np.ones(rows.num_rows, bool)
+        keep[deleted_rows(view, definition, chunk)] = False
+        yield chunk, np.flatnonzero(keep), rows.filter(pa.array(keep))
 
 
 def _keys(definition: TableDef, table: pa.Table,
@@ -273,14 +295,15 @@ def _key_values(table: pa.Table, columns: Sequence[str], row: int) -> str:
 
 
 def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
-            keys: tuple[np.ndarray, np.ndarray, pa.Table] | Varlen | None, chunk_rows: int,
-            bulk_changes: int) -> None:
+            keys: tuple[np.ndarray, np.ndarray, pa.Table] | Varlen | None,
+            settings: WriteSettings) -> None:
     """Write ``table`` as new chunks and point the index at its rows."""
     n = table.num_rows
     next_key = NEXT_CHUNK + table_part(definition)
     stored = view.get_raw(next_key)
     first_chunk = 0 if stored is None else int.from_bytes(stored, "big")
     chunk = first_chunk
+    chunk_rows = settings.chunk_rows
     for start in range(0, n, chunk_rows):
         part = table.slice(start, chunk_rows)
         view.put_raw(chunk_key(definition, chunk), _ipc(part))
@@ -292,9 +315,9 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
                << np.uint64(32)) | (positions % np.uint64(chunk_rows))
     if keys is not None:
         _put_index(view, definition, (keys[0], keys[1]),
-                   row_ids.astype(">u8").view(np.uint8), bulk_changes)
+                   row_ids.astype(">u8").view(np.uint8), settings.bulk_changes)
     for index in indexes_of(definition):
-        index.insert(view, table, row_ids, bulk_changes)
+        index.insert(view, table, row_ids, settings.bulk_changes)
 
 
 def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,
