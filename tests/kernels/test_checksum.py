@@ -192,7 +192,8 @@ def test_crc32c_rows_matches_reference(rows: list[bytes]) -> None:
     from colibri_mm.kernels.search import pack_varlen
 
     offsets, data = pack_varlen(rows)
-    for implementation in ("hardware", "software") if HAS_SSE42 else ("software",):
+    for implementation in ("hardware", "software") if HAS_SSE42 and not JIT_DISABLED \
+            else ("software",):
         got = checksum.crc32c_rows(offsets, data, implementation=implementation)
         assert got.tolist() == checksum_reference.crc32c_rows(rows)
     with pytest.raises(ValueError, match="non-decreasing"):
