@@ -7,7 +7,8 @@ batch, so every column of a chunk is one contiguous buffer. The primary key inde
 maps ``01 02 table_id key`` (the key in memcomparable form, :mod:`.keys`) to the
 row's id ``chunk << 32 | row``; ``01 04 table_id`` holds the next chunk number; a
 deleted row is marked by key ``01 05 table_id chunk row``, and ``01 06 table_id
-chunk`` counts a chunk's stored and deleted rows. Living in the store, rows
+chunk`` counts a chunk's stored and deleted rows, and ``01 08 table_id`` lists the
+chunks written under half full, merged once there are enough of them. Living in the store, rows
 get its transactions, WAL, checkpoints, crash recovery, reader processes and MVCC: a
 snapshot sees the chunks, index entries and delete marks of its CSN. Layout:
 ``docs/FORMAT.md`` section 8. Writes are in :mod:`.writes`.
@@ -36,6 +37,7 @@ CHUNKS = SYSTEM_PREFIX + b"\x03"
 NEXT_CHUNK = SYSTEM_PREFIX + b"\x04"
 DELETED = SYSTEM_PREFIX + b"\x05"
 COUNTS = SYSTEM_PREFIX + b"\x06"
+SMALL = SYSTEM_PREFIX + b"\x08"
 _COUNTS = struct.Struct(">II")
 ROW_ID = struct.Struct(">Q")
 KvView = KvSnapshotView | KvTransactionView

@@ -32,6 +32,7 @@ from .keys import encode_keys
 from .rows import (
     NEXT_CHUNK,
     ROW_ID,
+    SMALL,
     chunk_counts,
     chunk_key,
     counts_key,
@@ -46,6 +47,9 @@ from .rows import (
     matching,
     table_part,
 )
+
+SMALL_CHUNKS = 16
+"""Chunks under half full that a table collects before a write merges them."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,8 @@ def _some_live_chunks(view: KvTransactionView, definition: TableDef, chunks: lis
     """Like :func:`~colibri_mm.tables.rows.live_chunks`, for the given chunks only
     (the automatic policy must not scan the whole table for each write)."""
     for chunk in chunks:
+        if view.get_raw(counts_key(definition, chunk)) is None:
+            continue  # already rewritten (a compaction after it was listed)
         rows = indexed_chunk(view, definition, chunk, settings.cache)
         keep = np.ones(rows.num_rows, bool)
         keep[deleted_rows(view, definition, chunk)] = False
@@ -318,6 +324,24 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
                    row_ids.astype(">u8").view(np.uint8), settings.bulk_changes)
     for index in indexes_of(definition):
         index.insert(view, table, row_ids, settings.bulk_changes)
+    if n % chunk_rows and n % chunk_rows < chunk_rows // 2:
+        _note_small_chunk(view, definition, chunk - 1, settings)
+
+
+def _note_small_chunk(view: KvTransactionView, definition: TableDef, chunk: int,
+                      settings: WriteSettings) -> None:
+    """Remember a chunk written less than half full; once :data:`SMALL_CHUNKS` of them
+    are listed, merge them (so row-by-row writes do not leave a table in many tiny
+    chunks)."""
+    key = SMALL + table_part(definition)
+    stored = view.get_raw(key)
+    listed = [] if stored is None else np.frombuffer(stored, ">u4").tolist()
+    listed.append(chunk)
+    if len(listed) < SMALL_CHUNKS:
+        view.put_raw(key, np.array(listed, ">u4").tobytes())
+        return
+    view.put_raw(key, None)  # before merging: the merge may list its own result
+    compact(view, definition, settings, only=set(listed))
 
 
 def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,

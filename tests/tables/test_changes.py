@@ -193,3 +193,24 @@ def test_update_keeps_values_python_cannot_hold(tmp_path: Path) -> None:
         row = db.table("e").get_many([1])
         assert row.column("at").cast(pa.int64()).to_pylist() == [1_000_000_001]
         assert row.column("n").to_pylist() == [5]
+
+
+def test_row_by_row_writes_do_not_pile_up_small_chunks(db: cm.Database) -> None:
+    from colibri_mm.tables.writes import SMALL_CHUNKS
+
+    db.table("t").create_index("name")
+    with db.snapshot() as before:
+        for i in range(60):
+            with db.transaction() as tx:
+                tx.update("t", i % 10, {"n": i})
+                tx.insert("t", rows(range(100 + i, 101 + i)))
+        assert before.table("t").count() == 10
+    sizes = chunk_sizes(db)  # chunks of 4 rows: under 2 live rows is "small"
+    assert sum(1 for live, _ in sizes if live < 2) < SMALL_CHUNKS, sizes
+    assert len(sizes) <= 70 // 2 + SMALL_CHUNKS, sizes
+    assert sum(1 for live, _ in sizes if live == 1) <= SMALL_CHUNKS < 70  # 70 without it
+    state = content(db)
+    assert len(state) == 70
+    assert state[3] == ("r3", 53)
+    assert db.table("t").verify() == []
+    assert db.table("t").find({"name": "r150"}).column("id").to_pylist() == [150]
