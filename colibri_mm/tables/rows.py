@@ -7,10 +7,11 @@ batch, so every column of a chunk is one contiguous buffer. The primary key inde
 maps ``01 02 table_id key`` (the key in memcomparable form, :mod:`.keys`) to the
 row's id ``chunk << 32 | row``; ``01 04 table_id`` holds the next chunk number; a
 deleted row is marked by key ``01 05 table_id chunk row``, and ``01 06 table_id
-chunk`` counts a chunk's stored and deleted rows, and ``01 08 table_id`` lists the
-chunks written under half full, merged once there are enough of them. Living in the store, rows
-get its transactions, WAL, checkpoints, crash recovery, reader processes and MVCC: a
-snapshot sees the chunks, index entries and delete marks of its CSN. Layout:
+chunk`` counts a chunk's stored and deleted rows, and ``01 08 table_id tier`` lists
+the chunks written under half full, by size tier, merged once there are enough.
+Living in the store, rows get its transactions, WAL, checkpoints, crash recovery,
+reader processes and MVCC: a snapshot sees the chunks, index entries and delete
+marks of its CSN. Layout:
 ``docs/FORMAT.md`` section 8. Writes are in :mod:`.writes`.
 """
 

@@ -325,15 +325,20 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
     for index in indexes_of(definition):
         index.insert(view, table, row_ids, settings.bulk_changes)
     if n % chunk_rows and n % chunk_rows < chunk_rows // 2:
-        _note_small_chunk(view, definition, chunk - 1, settings)
+        _note_small_chunk(view, definition, chunk - 1, n % chunk_rows, settings)
 
 
 def _note_small_chunk(view: KvTransactionView, definition: TableDef, chunk: int,
-                      settings: WriteSettings) -> None:
-    """Remember a chunk written less than half full; once :data:`SMALL_CHUNKS` of them
-    are listed, merge them (so row-by-row writes do not leave a table in many tiny
-    chunks)."""
-    key = SMALL + table_part(definition)
+                      rows: int, settings: WriteSettings) -> None:
+    """Remember a chunk written less than half full, in the list of its size tier
+    (tier t: 16**t to 16**(t+1) - 1 rows); once :data:`SMALL_CHUNKS` of a tier are
+    listed, merge them, which makes a chunk of the next tier. Like an LSM tree's
+    tiers, a row is rewritten about once per tier, not once per merge, and row-by-row
+    writes never leave a table in many tiny chunks."""
+    tier = 0
+    while rows >= SMALL_CHUNKS ** (tier + 1):
+        tier += 1
+    key = SMALL + table_part(definition) + bytes([tier])
     stored = view.get_raw(key)
     listed = [] if stored is None else np.frombuffer(stored, ">u4").tolist()
     listed.append(chunk)
