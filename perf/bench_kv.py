@@ -537,11 +537,11 @@ def bench_put_many(rng: np.random.Generator, scratch: Scratch, n: int = 1_000_00
     return ours_paths[0], (keys, values)
 
 
-def bench_recovery(path: Path, pairs: Pairs, repeat: int = 3) -> None:
-    """Reopening the 1M-pair database: ``cm.connect`` replays the whole WAL."""
+def time_replays(path: Path, pairs: Pairs, transactions: int,
+                 repeat: int) -> tuple[float, int]:
+    """Best time of ``cm.connect`` replaying the WAL at ``path`` (``transactions`` of
+    them, ``pairs`` in all), checked after each round; returns (seconds, bytes read)."""
     keys, values = pairs
-    n = len(keys)
-    wal_on_disk = sum(f.stat().st_size for f in (path / "wal").iterdir())
     opened: list[cm.Database] = []
     replayed: list[int] = []
 
@@ -552,7 +552,8 @@ def bench_recovery(path: Path, pairs: Pairs, repeat: int = 3) -> None:
         def finish() -> None:
             db = opened.pop()
             stats = db.stats()
-            check(stats["recovery_transactions"] == 1 and not stats["recovery_dropped"],
+            check(stats["recovery_transactions"] == transactions
+                  and not stats["recovery_dropped"],
                   f"recovery replayed {stats['recovery_transactions']} transactions, "
                   f"dropped {stats['recovery_dropped']}")
             replayed.append(stats["recovery_bytes"])
@@ -566,9 +567,18 @@ def bench_recovery(path: Path, pairs: Pairs, repeat: int = 3) -> None:
 
     (seconds,) = best_fresh_times([reopen], repeat)
     check(len(set(replayed)) == 1, f"replays read different byte counts: {replayed}")
-    mbps = replayed[0] / MB / seconds
+    return seconds, replayed[0]
+
+
+def bench_recovery(path: Path, pairs: Pairs, repeat: int = 3) -> None:
+    """Reopening the 1M-pair database: ``cm.connect`` replays the whole WAL."""
+    keys, values = pairs
+    n = len(keys)
+    wal_on_disk = sum(f.stat().st_size for f in (path / "wal").iterdir())
+    seconds, replayed = time_replays(path, pairs, 1, repeat)
+    mbps = replayed / MB / seconds
     report("kv recovery", f"reopening a {n:,}-pair database that was never checkpointed "
-           f"(cm.connect replays the whole WAL): {replayed[0] / MB:,.1f} MB of records "
+           f"(cm.connect replays the whole WAL): {replayed / MB:,.1f} MB of records "
            f"(recovery_bytes; {wal_on_disk / MB:,.1f} MB of WAL on disk) over the open time",
            "MB/s", mbps, anchor=f"target {RECOVERY_TARGET_MBPS:g} MB/s (a fixed bar, not a "
            "library)", anchor_value=RECOVERY_TARGET_MBPS, target_ratio=1.0, repeat=repeat)
@@ -608,30 +618,12 @@ def bench_replay_small(rng: np.random.Generator, scratch: Scratch, n: int = 200_
     with open_ours(path, "off") as db:
         for k, v in zip(keys, values, strict=True):
             db.kv.put(k, v)
-    opened: list[cm.Database] = []
-    replayed: list[int] = []
-
-    def reopen(r: int) -> Trial:
-        def run() -> None:
-            opened.append(cm.connect(path, checkpoint_on_close=False))
-
-        def finish() -> None:
-            db = opened.pop()
-            stats = db.stats()
-            check(stats["recovery_transactions"] == n and not stats["recovery_dropped"],
-                  f"recovery replayed {stats['recovery_transactions']} transactions")
-            replayed.append(stats["recovery_bytes"])
-            check_ours(db, keys, values, commits=0, full_scan=r == 0)
-            db.close()
-
-        return run, finish
-
-    (seconds,) = best_fresh_times([reopen], repeat)
+    seconds, replayed = time_replays(path, (keys, values), n, repeat)
     report("kv recovery, small transactions", f"informational: reopening a database whose "
-           f"WAL holds {n:,} one-put transactions of random keys ({replayed[0] / MB:,.1f} MB "
+           f"WAL holds {n:,} one-put transactions of random keys ({replayed / MB:,.1f} MB "
            "of records): their records are sorted as one batch, so the random order of "
            "the keys costs random memory access, unlike the line above", "MB/s",
-           replayed[0] / MB / seconds, repeat=repeat)
+           replayed / MB / seconds, repeat=repeat)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from sortedcontainers import SortedList
 
+from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
 from .records import DELETE, PUT
 
@@ -95,11 +96,12 @@ class Memtable:
             self._order.update(self._unordered)
             self._unordered = []
 
-    def states_many(self, keys: Callable[[], list[bytes]], count: int,
+    def states_many(self, keys: Callable[[], list[bytes]], probes: Varlen,
                     csn: int | None) -> npt.NDArray[np.int8]:
-        """Per key (``keys()`` lists them, asked only if this memtable has any): 1 if
-        its version seen at ``csn`` (None: the newest) is a put, 0 a delete, -1 none."""
-        states = np.full(count, -1, np.int8)
+        """Per probe key (``keys()`` lists them as bytes, asked only if this memtable
+        has any): 1 if its version seen at ``csn`` (None: the newest) is a put, 0 a
+        delete, -1 none."""
+        states = np.full(probes[0].size - 1, -1, np.int8)
         if not self._versions:
             return states
         for i, key in enumerate(keys()):

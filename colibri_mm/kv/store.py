@@ -65,8 +65,7 @@ class StoreVersion:
             return listed
 
         for layer in self.layers():
-            found = layer.states_many(keys, count, csn) if isinstance(layer, Memtable) \
-                else layer.states_many(keys, probes, csn)
+            found = layer.states_many(keys, probes, csn)
             fill = (states == -1) & (found != -1)
             states[fill] = found[fill]
         for run in self.runs:

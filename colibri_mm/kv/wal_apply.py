@@ -124,19 +124,14 @@ class WalApplier:
                 entries, merged, delete_kind=DELETE, drop_deletes=False)
         last = pending[-1]
         csn = last.csn if isinstance(last, CommittedTransaction) else int(last.csns[-1])
-        self.version = self.version.with_batch(Batch(csn, _empty() if merged is None
-                                                     else merged))
+        assert merged is not None  # changes >= bulk_changes >= 1: a record was there
+        self.version = self.version.with_batch(Batch(csn, merged))
 
 
 def _check_type(record_type: int, commit_lsn: int) -> None:
     if record_type != KV_CHANGES:
         raise CorruptionError(f"WAL record of unknown type {record_type} in the "
                               f"transaction committed at LSN {commit_lsn}")
-
-
-def _empty() -> Entries:
-    return Entries(np.empty(0, np.uint8), np.zeros(1, np.int64), np.empty(0, np.uint8),
-                   np.zeros(1, np.int64), np.empty(0, np.uint8))
 
 
 def _transactions(pending: list[CommittedTransaction | TransactionRun],

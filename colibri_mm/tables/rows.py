@@ -43,7 +43,8 @@ _COUNTS = struct.Struct(">II")
 ROW_ID = struct.Struct(">Q")
 KvView = KvSnapshotView | KvTransactionView
 _ROW_NUMBER = "\x00row"
-"""A column name no table can have (names cannot contain NUL in filters' sense)."""
+"""The name of the row-number column :func:`matching` adds while it filters (a name
+no real column is expected to have)."""
 
 
 def table_part(definition: TableDef) -> bytes:
