@@ -1,8 +1,10 @@
 """The installed package: layout, console scripts, and what must not be installed."""
 
 import importlib.util
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import colibri_mm
@@ -24,6 +26,35 @@ def test_no_top_level_kernels_module_is_installed() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+def installed_sources() -> set[str]:
+    """Where each module of the source tree belongs in an installed colibri_mm."""
+    sources = {f"colibri_mm/{p.relative_to(ROOT / 'colibri_mm')}"
+               for p in (ROOT / "colibri_mm").rglob("*.py")}
+    return sources | {f"colibri_mm/kernels/{p.relative_to(ROOT / 'kernels')}"
+                      for p in (ROOT / "kernels").rglob("*.py")}
+
+
+def test_wheel_holds_every_module_and_nothing_at_top_level(tmp_path: Path) -> None:
+    # Built from a copy, so the work tree gets no build/ or egg-info; without build
+    # isolation and without an index, so nothing is downloaded (setuptools comes with
+    # the dev extras).
+    source = tmp_path / "source"
+    for name in ("colibri_mm", "kernels"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.nb[ic]"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--quiet", "-w", str(tmp_path / "dist"), str(source)],
+                   capture_output=True, text=True, check=True)
+    (wheel,) = (tmp_path / "dist").glob("colibri_mm-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert installed_sources() - names == set()
+    assert "colibri_mm/py.typed" in names
+    assert {name.split("/")[0] for name in names} == {
+        "colibri_mm", f"colibri_mm-{colibri_mm.__version__}.dist-info"}
 
 
 def script(name: str) -> str:
