@@ -1,5 +1,5 @@
-"""Table benchmarks: scans, point reads, updates and scans under load, against numpy
-and sqlite3.
+"""Table benchmarks: scans, counts, point reads, updates and scans under load, against
+numpy, DuckDB and sqlite3.
 
 Table as the issue's anchors: ``id int64 (primary key), x float64, y int32,
 ts timestamp[us], s string``, rows from a fixed seed, loaded in one transaction and
@@ -9,6 +9,8 @@ checkpointed (so reads go to the sorted runs of the mapped file). The row count 
 
 - ``sum(x)`` through a scan, against numpy summing the same column from an
   ``np.memmap`` of a raw file;
+- ``count(x > 0.5)`` through ``table.count(filter)`` in a snapshot, against DuckDB
+  (``SET threads=2``) counting the same rows in a file database;
 - ``table.get`` of random keys, against sqlite3 ``SELECT ... WHERE id = ?`` on the
   same rows (a ``INTEGER PRIMARY KEY`` table, WAL);
 - ``get_many`` of 100k keys, against the same sqlite3 point reads (target 10x);
@@ -17,7 +19,6 @@ checkpointed (so reads go to the sorted runs of the mapped file). The row count 
 - a full scan of ``x`` while a writer thread commits updates, against the same scan
   idle.
 
-The ``count(x > 0.5)`` line against DuckDB waits for the duckdb package (issue 5).
 Run as ``python -m perf.bench_tables`` from the repository root; prints JSON lines.
 """
 
@@ -28,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -105,6 +107,34 @@ def bench_sum(db: cm.Database, rows: pa.Table, directory: Path) -> None:
            "table.scan(columns=['x']) (pyarrow.compute.sum), after a checkpoint", "GB/s",
            nbytes / ours_s / GB, anchor="numpy sum of the same column from np.memmap",
            anchor_value=nbytes / anchor_s / GB, target_ratio=0.8, repeat=5)
+
+
+def bench_count(db: cm.Database, rows: pa.Table, directory: Path) -> None:
+    anchor = duckdb.connect(directory / "duckdb.db")
+    try:
+        anchor.execute("SET threads=2")
+        anchor.register("source", rows)
+        anchor.execute("CREATE TABLE t AS SELECT * FROM source")
+        anchor.unregister("source")
+        anchor.execute("CHECKPOINT")
+        with db.snapshot() as snapshot:
+            table = snapshot.table("t")
+
+            def ours() -> int:
+                return table.count(pc.field("x") > 0.5)
+
+            def duck() -> int:
+                return int(anchor.execute("SELECT count(*) FROM t WHERE x > 0.5").fetchall()[0][0])
+
+            check(ours() == duck(), "count(x > 0.5) differs")
+            ours_s, duck_s = best_times([ours, duck], 5)
+    finally:
+        anchor.close()
+    report("tables.count(x > 0.5)", f"table.count(pc.field('x') > 0.5) over {ROWS:,} rows "
+           "in a snapshot, after a checkpoint", "rows/s", ROWS / ours_s,
+           anchor=f"DuckDB {duckdb.__version__}, SET threads=2, file database, "
+           "SELECT count(*) FROM t WHERE x > 0.5, same rows", anchor_value=ROWS / duck_s,
+           target_ratio=3.0, repeat=5)
 
 
 def bench_point_reads(db: cm.Database, con: sqlite3.Connection,
@@ -214,6 +244,8 @@ def main() -> None:
         try:
             log("bench_tables: sum")
             bench_sum(db, rows, directory)
+            log("bench_tables: count")
+            bench_count(db, rows, directory)
             log("bench_tables: point reads")
             sqlite_rate = bench_point_reads(db, con, rng)
             bench_get_many(db, rng, sqlite_rate)
