@@ -58,7 +58,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -122,7 +122,7 @@ def open_options() -> dict[str, Any]:
 # -- the workload: what transaction i writes, and what transactions 1..L leave ------------
 
 
-def _mix(i: int, seed: int) -> int:
+def mix(i: int, seed: int) -> int:
     """A well-spread 64-bit hash of ``(i, seed)`` (splitmix64's finaliser)."""
     z = (i * 0x9E3779B97F4A7C15 + seed * 0xBF58476D1CE4E5B9 + 1) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
@@ -132,12 +132,12 @@ def _mix(i: int, seed: int) -> int:
 
 def is_big(i: int, seed: int) -> bool:
     """Whether transaction ``i`` also overwrites a thousand or more ``big`` pairs."""
-    return _mix(i, seed) % BIG_EVERY == 0
+    return mix(i, seed) % BIG_EVERY == 0
 
 
 def big_pairs(i: int, seed: int) -> int:
     """How many pairs big transaction ``i`` writes."""
-    return BIG_MIN_PAIRS + (_mix(i, seed) >> 8) % (BIG_MAX_PAIRS - BIG_MIN_PAIRS + 1)
+    return BIG_MIN_PAIRS + (mix(i, seed) >> 8) % (BIG_MAX_PAIRS - BIG_MIN_PAIRS + 1)
 
 
 def first_big(seed: int) -> int:
@@ -279,9 +279,17 @@ def check_database(db: cm.Database, *, acked: int, seed: int) -> CheckResult:
         raise CampaignError(f"content after transaction {last} is not exactly that of "
                             f"transactions 1..{last} (a lost or partial transaction): "
                             + _describe_difference(found, expected))
+    published = db.stats()["published_csn"]
+    if published != last:  # every transaction is one commit, one CSN
+        raise CampaignError(f"published CSN {published}, expected {last}")
+    return recovery_result(db, last)
+
+
+def recovery_result(db: cm.Database, last: int) -> CheckResult:
+    """What recovery of a database holding ``last`` transactions did; raises
+    :class:`CampaignError` if it replayed more than that or dropped something a crash
+    cannot explain."""
     stats = db.stats()
-    if stats["published_csn"] != last:  # every transaction is one commit, one CSN
-        raise CampaignError(f"published CSN {stats['published_csn']}, expected {last}")
     if stats["recovery_transactions"] > last:
         raise CampaignError(f"recovery replayed {stats['recovery_transactions']} "
                             f"transactions, more than the {last} there are")
@@ -301,17 +309,18 @@ def _say(line: str) -> None:
     os.write(1, data)
 
 
-def child_main(db_dir: Path, durability: str, seed: int) -> NoReturn:
-    """Open the database and commit transactions until killed (runs in a forked child)."""
+def child_main(db_dir: Path, durability: str, options: dict[str, Any],
+               start: Callable[[cm.Database], int],
+               commit: Callable[[cm.Database, int], None]) -> NoReturn:
+    """Open the database and commit transactions ``start(db) + 1, ...`` with ``commit``
+    until killed, acknowledging each (runs in a forked child)."""
     pid = os.getpid()
     try:
-        db = cm.connect(db_dir, durability=durability, **open_options())
-        with db.snapshot() as snap:
-            raw = snap.kv.get(COUNTER)
-        i = int(raw) + 1 if raw is not None else 1
+        db = cm.connect(db_dir, durability=durability, **options)
+        i = start(db) + 1
         _say(f"ready {pid} {i - 1}")
         while True:
-            commit_transaction(db, i, seed)
+            commit(db, i)
             _say(f"ack {pid} {i}")
             i += 1
     except BaseException as e:  # report anything, then die without cleanup
@@ -333,9 +342,24 @@ def _warm_up(directory: Path, durability: str, seed: int) -> None:
     shutil.rmtree(path)
 
 
+def _counter(db: cm.Database) -> int:
+    """The last transaction the database holds (its counter)."""
+    with db.snapshot() as snap:
+        raw = snap.kv.get(COUNTER)
+    return int(raw) if raw is not None else 0
+
+
 def zygote_main(db_dir: Path, durability: str, seed: int) -> None:
-    """Serve ``spawn`` / ``reap <pid>`` / ``quit`` commands from stdin (single-threaded)."""
+    """The zygote of the key/value campaign: warm up, then fork children on demand."""
     _warm_up(db_dir.parent, durability, seed)
+    serve_forks(lambda _: child_main(
+        db_dir, durability, open_options(), _counter,
+        lambda db, i: commit_transaction(db, i, seed)))
+
+
+def serve_forks(child: Callable[[list[str]], object]) -> None:
+    """Serve ``spawn [args]`` / ``reap <pid>`` / ``quit`` commands from stdin
+    (single-threaded); a spawned child runs ``child(args)`` and never returns."""
     # Everything imported so far (Numba and LLVM make a large heap) is permanent: keep
     # it out of the children's collections, which would otherwise walk, and copy on
     # write, the whole heap and stall a child for a tenth of a second at a time.
@@ -351,7 +375,7 @@ def zygote_main(db_dir: Path, durability: str, seed: int) -> None:
             pid = os.fork()
             if pid == 0:
                 try:
-                    child_main(db_dir, durability, seed)
+                    child(command[1:])
                 finally:  # a child never returns into the zygote's loop
                     os._exit(1)
             _say(f"pid {pid}")
@@ -366,12 +390,12 @@ def zygote_main(db_dir: Path, durability: str, seed: int) -> None:
 class Zygote:
     """The parent's handle on the zygote process: commands in, message lines out."""
 
-    def __init__(self, db_dir: Path, durability: str, seed: int, log: IO[bytes]) -> None:
+    def __init__(self, command: Sequence[str], log: IO[bytes], cwd: Path | None = None) -> None:
+        """Start the zygote: ``command`` runs a Python process that calls
+        :func:`serve_forks` (in ``cwd``); its stderr goes to ``log``."""
         self._log = log
-        self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--zygote", "--dir",
-             str(db_dir), "--durability", durability, "--seed", str(seed)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        self._process = subprocess.Popen(list(command), cwd=cwd, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.child: int | None = None
         """The pid of the child forked last, until it is reaped."""
@@ -394,10 +418,10 @@ class Zygote:
         self._process.stdin.write(command.encode() + b"\n")
         self._process.stdin.flush()
 
-    def spawn(self) -> tuple[int, list[str]]:
-        """Fork a child; returns its pid and the lines it wrote before the zygote
-        reported the pid (the child may run first)."""
-        self.send("spawn")
+    def spawn(self, args: str = "") -> tuple[int, list[str]]:
+        """Fork a child (given ``args``); returns its pid and the lines it wrote before
+        the zygote reported the pid (the child may run first)."""
+        self.send(f"spawn {args}")
         early: list[str] = []
         while not (reply := self.next_line()).startswith("pid "):
             early.append(reply)
@@ -440,8 +464,8 @@ class Zygote:
 
 
 @dataclass
-class Figures:
-    """What a campaign did (returned by :func:`run_campaign` as a dict)."""
+class LifeFigures:
+    """What any kill campaign did: its lives, kills and checks."""
 
     durability: str
     seed: int
@@ -455,8 +479,6 @@ class Figures:
     """Kills after which the unacknowledged transaction in flight was there."""
     recovered: int = 0
     """Transactions in the database at the end (all of them checked at every kill)."""
-    big_transactions: int = 0
-    """Big transactions among the recovered ones."""
     readonly_checks: int = 0
     checks_with_drops: int = 0
     """Reopens whose recovery dropped a torn tail (reported in recovery_dropped)."""
@@ -464,12 +486,20 @@ class Figures:
     """The first few of those reports (file names without their directory)."""
     checkpoint_id: int = 0
     """The checkpoint the last reopen found (1 until the engine checkpoints)."""
+    max_recovery_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class Figures(LifeFigures):
+    """What a key/value campaign did (returned by :func:`run_campaign` as a dict)."""
+
+    big_transactions: int = 0
+    """Big transactions among the recovered ones."""
     wal_last_segment: int = 0
     """Number of the newest WAL segment (segments are numbered from 1)."""
     wal_bytes: int = 0
     """Bytes in the WAL segments left at the end."""
-    max_recovery_seconds: float = 0.0
-    seconds: float = 0.0
 
 
 class _Life:
@@ -503,30 +533,57 @@ def run_campaign(kills: int, durability: str, seed: int,
     The database is made in ``directory/db`` (which must not exist). Raises
     :class:`CampaignError` when a check fails.
     """
-    if durability not in ("full", "normal"):
+    figures = Figures(durability=durability, seed=seed)
+    db_dir = kill_campaign(
+        kills, Path(directory), figures, [sys.executable, str(Path(__file__).resolve())],
+        options=open_options(), first_target=first_life_target(seed),
+        check=lambda db, acked: check_database(db, acked=acked, seed=seed))
+    figures.big_transactions = sum(is_big(i, seed) for i in range(1, figures.recovered + 1))
+    segments = [p for p in (db_dir / "wal").iterdir() if p.suffix == ".wal"]
+    figures.wal_last_segment = max((int(p.stem, 16) for p in segments), default=0)
+    figures.wal_bytes = sum(p.stat().st_size for p in segments)
+    return asdict(figures)
+
+
+def kill_campaign(kills: int, work: Path, figures: LifeFigures, program: Sequence[str], *,
+                  options: dict[str, Any], first_target: int,
+                  check: Callable[[cm.Database, int], CheckResult],
+                  spawn_args: Callable[[int], str] = lambda last: "",
+                  run_max: dict[str, float] = RUN_MAX, cwd: Path | None = None) -> Path:
+    """Deliver ``kills`` SIGKILLs to children of a zygote, checking the reopened
+    database after each; returns the database directory (``work/db``, made here).
+
+    ``program`` starts the zygote when given ``--zygote --dir --durability --seed``
+    (in ``cwd``); each child starts with ``spawn_args(last)``, the last transaction
+    the previous check found, the first life runs until ``first_target`` is
+    acknowledged and later ones are killed within ``run_max[durability]`` seconds.
+    ``check(db, acked)`` checks a reopen (with ``options``, writable or read-only) and
+    returns what it found. The figures are filled in as it goes.
+    """
+    if figures.durability not in ("full", "normal"):
         raise ValueError(f"durability must be full or normal for a SIGKILL campaign, "
-                         f"got {durability!r}")
+                         f"got {figures.durability!r}")
     started = time.perf_counter()
-    work = Path(directory)
     work.mkdir(parents=True, exist_ok=True)
     db_dir = work / "db"
     if db_dir.exists():
         raise ValueError(f"{db_dir} exists; a campaign starts from a fresh database")
-    cm.connect(db_dir, create=True, durability=durability, **open_options()).close()
-    rng = random.Random(seed)
-    figures = Figures(durability=durability, seed=seed)
+    cm.connect(db_dir, create=True, durability=figures.durability, **options).close()
+    rng = random.Random(figures.seed)
     last = 0
     with open(work / "zygote.log", "wb") as log:
-        zygote = Zygote(db_dir, durability, seed, log)
+        zygote = Zygote([*program, "--zygote", "--dir", str(db_dir), "--durability",
+                         figures.durability, "--seed", str(figures.seed)], log, cwd)
         try:
             for cycle in range(kills):
-                life = _live_and_die(zygote, rng, first=cycle == 0, durability=durability,
-                                     seed=seed, last=last, figures=figures)
+                life = _live_and_die(zygote, rng, spawn_args(last), first_target=(
+                    first_target if cycle == 0 else None), run_max=run_max[figures.durability],
+                    last=last, figures=figures)
                 acked = max([last, *life.acks])
                 readonly = rng.random() < READONLY_CHECK_SHARE
                 figures.readonly_checks += readonly
-                with cm.connect(db_dir, readonly=readonly, **open_options()) as db:
-                    result = check_database(db, acked=acked, seed=seed)
+                with cm.connect(db_dir, readonly=readonly, **options) as db:
+                    result = check(db, acked)
                 figures.in_flight_recovered += result.last > acked
                 figures.checks_with_drops += bool(result.dropped)
                 for entry in result.dropped[:MAX_DROP_EXAMPLES - len(figures.drop_examples)]:
@@ -538,28 +595,24 @@ def run_campaign(kills: int, durability: str, seed: int,
         finally:
             zygote.close()
     figures.recovered = last
-    figures.big_transactions = sum(is_big(i, seed) for i in range(1, last + 1))
-    segments = [p for p in (db_dir / "wal").iterdir() if p.suffix == ".wal"]
-    figures.wal_last_segment = max((int(p.stem, 16) for p in segments), default=0)
-    figures.wal_bytes = sum(p.stat().st_size for p in segments)
     figures.seconds = round(time.perf_counter() - started, 3)
     figures.max_recovery_seconds = round(figures.max_recovery_seconds, 4)
-    return asdict(figures)
+    return db_dir
 
 
-def _live_and_die(zygote: Zygote, rng: random.Random, *, first: bool, durability: str,
-                  seed: int, last: int, figures: Figures) -> _Life:
-    """Fork a child, kill it at a random moment, reap it; check its messages."""
-    early = not first and rng.random() < EARLY_KILL_SHARE
-    delay = rng.uniform(0.0, EARLY_KILL_MAX if early else RUN_MAX[durability])
-    pid, early_lines = zygote.spawn()
+def _live_and_die(zygote: Zygote, rng: random.Random, args: str, *, first_target: int | None,
+                  run_max: float, last: int, figures: LifeFigures) -> _Life:
+    """Fork a child, kill it at a random moment, reap it; check its messages. The first
+    life (``first_target`` given) runs until that transaction is acknowledged."""
+    early = first_target is None and rng.random() < EARLY_KILL_SHARE
+    delay = rng.uniform(0.0, EARLY_KILL_MAX if early else run_max)
+    pid, early_lines = zygote.spawn(args)
     life = _Life(pid)
     for line in early_lines:
         life.take(line)
     if not early:
-        wait_for = first_life_target(seed) if first else None
-        while life.ready is None or (wait_for is not None and
-                                     (not life.acks or life.acks[-1] < wait_for)):
+        while life.ready is None or (first_target is not None and
+                                     (not life.acks or life.acks[-1] < first_target)):
             life.take(zygote.next_line())
     time.sleep(delay)
     zygote.kill_child()
@@ -580,9 +633,12 @@ def _live_and_die(zygote: Zygote, rng: random.Random, *, first: bool, durability
     return life
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run a campaign and print its figures as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def command_line(argv: Sequence[str] | None, description: str | None,
+                 run: Callable[[int, str, int, Path], dict[str, Any]],
+                 zygote: Callable[[Path, str, int], None]) -> int:
+    """The command line of a kill campaign: run it (or, with ``--zygote``, be its
+    zygote) and print its figures as JSON; 1 with the reason if a check fails."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs to deliver")
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
     parser.add_argument("--seed", type=int, default=1, help="seeds kill moments and workload")
@@ -591,12 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.zygote:
-        zygote_main(args.dir, args.durability, args.seed)
+        zygote(args.dir, args.durability, args.seed)
         return 0
     if (args.dir / "db").exists():
         parser.error(f"{args.dir / 'db'} exists; give a fresh --dir")
     try:
-        figures = run_campaign(args.kills, args.durability, args.seed, args.dir)
+        figures = run(args.kills, args.durability, args.seed, args.dir)
     except CampaignError as e:
         print(f"crash campaign FAILED: {e}", file=sys.stderr)
         return 1
@@ -605,4 +661,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command_line(None, __doc__.split("\n\n")[0] if __doc__ else None,
+                          run_campaign, zygote_main))
