@@ -147,7 +147,7 @@ class Database:
         self.chunk_cache = ChunkCache(options.chunk_cache_bytes)
         """Parsed table chunks kept for point reads (see ``tables/chunk_cache.py``)."""
         self.write_settings = WriteSettings(options.row_group_rows, options.bulk_changes,
-                                            self.chunk_cache)
+                                            options.tail_rows, self.chunk_cache)
 
     # -- opening -----------------------------------------------------------------
 

@@ -37,6 +37,10 @@ class Options:
     """Bytes of parsed table chunks kept in memory for point reads."""
     row_group_rows: int = 65536
     """Rows per stored chunk of a table (a bigger insert is split into several)."""
+    tail_rows: int = 256
+    """Rows a table keeps one stored value each (its tail) before folding them into a
+    chunk; writes of at most a quarter of this many rows go to the tail. 0: every
+    write makes chunks."""
     checkpoint_on_close: bool = True
     """Checkpoint in ``close()`` so the next open replays nothing."""
 
@@ -60,6 +64,10 @@ class Options:
         self._positive("bulk_changes", self.bulk_changes)
         self._positive("row_group_rows", self.row_group_rows)
         self._positive("chunk_cache_bytes", self.chunk_cache_bytes)
+        if isinstance(self.tail_rows, bool) or not isinstance(self.tail_rows, int) or \
+                not 0 <= self.tail_rows <= 1 << 24:
+            raise ConfigError(f"tail_rows must be an integer from 0 to {1 << 24}; got "
+                              f"{self.tail_rows!r}")
         if self.wal_segment_size < (1 << 20):
             raise ConfigError(f"wal_segment_size must be at least 1 MiB; got "
                               f"{self.wal_segment_size!r}")

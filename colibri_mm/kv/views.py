@@ -210,3 +210,7 @@ def _as_list(items: Any, what: str) -> Sequence[Any]:
         raise TypeError(f"{what} must be a sequence of keys or values, not a single "
                         f"{type(items).__name__}")
     return list(items)
+
+
+KvView = KvSnapshotView | KvTransactionView
+"""A view of either kind, for code that only reads."""

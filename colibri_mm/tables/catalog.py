@@ -31,6 +31,11 @@ def table_key(name: str) -> bytes:
     return TABLE_PREFIX + name.encode("ascii")
 
 
+def table_part(definition: TableDef) -> bytes:
+    """The table id as it appears in the keys of the table's rows and indexes."""
+    return definition.table_id.to_bytes(4, "big")
+
+
 INDEX_KINDS = ("ordered", "hash")
 
 

@@ -55,13 +55,18 @@ def columns_table(definition: TableDef, columns: dict[str, Any]) -> pa.Table:
     for column, values in columns.items():
         if column not in definition.schema.names:
             raise SchemaError(f"table {definition.name!r} has no column {column!r}")
-        field = definition.schema.field(column)
-        try:
-            arrays[column] = pa.array(values, type=field.type)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-            raise SchemaError(f"table {definition.name!r}: column {column!r} does not fit "
-                              f"type {field.type} ({e})") from None
+        arrays[column] = column_array(definition, definition.schema.field(column), values)
     return pa.table(arrays)
+
+
+def column_array(definition: TableDef, field: pa.Field, values: Any) -> pa.Array:
+    """Python ``values`` as an array of ``field``'s type (a value that does not fit
+    raises :class:`SchemaError` naming the column)."""
+    try:
+        return pa.array(values, type=field.type)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+        raise SchemaError(f"table {definition.name!r}: column {field.name!r} does not fit "
+                          f"type {field.type} ({e})") from None
 
 
 def _cast(table: str, field: pa.Field, column: pa.ChunkedArray) -> pa.ChunkedArray:

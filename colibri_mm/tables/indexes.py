@@ -26,10 +26,9 @@ from ..kernels.keycodec import Varlen, concat_rows
 from ..kv.batch import entries_from_slices
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.records import PUT
-from ..kv.views import KvTransactionView
-from .catalog import IndexDef, TableDef
+from ..kv.views import KvTransactionView, KvView
+from .catalog import IndexDef, TableDef, table_part
 from .keys import encode_index_keys, encode_index_values, encode_keys
-from .rows import KvView, table_part
 
 SECONDARY = SYSTEM_PREFIX + b"\x07"
 

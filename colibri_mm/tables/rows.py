@@ -28,8 +28,9 @@ import pyarrow.compute as pc
 from ..errors import CorruptionError, SchemaError
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
-from ..kv.views import KvSnapshotView, KvTransactionView
-from .catalog import TableDef
+from ..kv.views import KvSnapshotView, KvTransactionView, KvView
+from . import tail
+from .catalog import TableDef, table_part
 from .chunk_cache import ChunkCache
 from .keys import encode_key
 
@@ -41,15 +42,10 @@ COUNTS = SYSTEM_PREFIX + b"\x06"
 SMALL = SYSTEM_PREFIX + b"\x08"
 _COUNTS = struct.Struct(">II")
 ROW_ID = struct.Struct(">Q")
-KvView = KvSnapshotView | KvTransactionView
+
 _ROW_NUMBER = "\x00row"
 """The name of the row-number column :func:`matching` adds while it filters (a name
 no real column is expected to have)."""
-
-
-def table_part(definition: TableDef) -> bytes:
-    """The table id as it appears in keys."""
-    return definition.table_id.to_bytes(4, "big")
 
 
 def index_prefix(definition: TableDef) -> bytes:
@@ -164,9 +160,20 @@ def get(view: KvView, definition: TableDef, key: Any,
     where = find(view, definition, key)
     if where is None:
         return None
-    rows = indexed_chunk(view, definition, where[0], cache)
-    row: dict[str, Any] = rows.slice(where[1], 1).to_pylist()[0]
+    row: dict[str, Any] = rows_at(view, definition, where[0], [where[1]], cache
+                                  ).to_pylist()[0]
     return row
+
+
+def rows_at(view: KvView, definition: TableDef, chunk: int, rows: Sequence[int],
+            cache: ChunkCache | None) -> pa.Table:
+    """Rows ``rows`` of chunk ``chunk`` (or of the tail), in that order."""
+    if chunk == tail.TAIL_CHUNK:
+        return tail.rows_at(view, definition, rows)
+    stored = indexed_chunk(view, definition, chunk, cache)
+    if len(rows) == 1:
+        return stored.slice(rows[0], 1)
+    return stored.take(pa.array(rows, pa.int64()))
 
 
 def indexed_chunk(view: KvView, definition: TableDef, chunk: int,
@@ -195,8 +202,7 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
     parts = []
     order = []
     for chunk, wanted in by_chunk.items():
-        rows = indexed_chunk(view, definition, chunk, cache)
-        parts.append(rows.take(pa.array([r for _, r in wanted])))
+        parts.append(rows_at(view, definition, chunk, [r for _, r in wanted], cache))
         order += [i for i, _ in wanted]
     if not parts:
         return definition.schema.empty_table()
@@ -206,7 +212,8 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
 def live_chunks(view: KvView, definition: TableDef,
                 ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
     """(chunk number, row numbers, rows) of every chunk, deleted rows left out (the
-    stored row count is ``len(row numbers) + deleted``; see :func:`deleted_rows`)."""
+    stored row count is ``len(row numbers) + deleted``; see :func:`deleted_rows`),
+    then of the tail (chunk number :data:`~.tail.TAIL_CHUNK`) if it has rows."""
     low = CHUNKS + table_part(definition)
     for key, value in view.scan_raw(low, prefix_end(low)):
         chunk = int.from_bytes(key[-4:], "big")
@@ -220,6 +227,9 @@ def live_chunks(view: KvView, definition: TableDef,
             positions = positions[keep]
             rows = rows.filter(pa.array(keep))
         yield chunk, positions, rows
+    seqs, rows = tail.read(view, definition)
+    if rows.num_rows:
+        yield tail.TAIL_CHUNK, seqs, rows
 
 
 def deleted_rows(view: KvView, definition: TableDef, chunk: int) -> list[int]:

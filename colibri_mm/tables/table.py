@@ -150,6 +150,9 @@ class Table:
         """Append a column; rows written before read ``default`` in it (one transaction)."""
         self._refuse_in_snapshot("change the schema")
         with self._db.transaction() as tx:
+            # Tail rows are stored in the form of the schema they were written with.
+            writes.fold_tail(tx.kv, registry.lookup(tx.kv, self._name),
+                             self._db.write_settings)
             registry.add_column(tx.kv, self._name, field, default)
 
     def __repr__(self) -> str:

@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..kv.keys import prefix_end
+from ..kv.views import KvView
 from .catalog import TableDef
 from .indexes import indexes_of
 from .keys import encode_keys
-from .rows import KvView, index_prefix, live_chunks
+from .rows import index_prefix, live_chunks
 
 
 def verify_table(view: KvView, definition: TableDef) -> list[str]:

@@ -24,9 +24,10 @@ from ..kernels.sort import gather_slices, sorted_distinct
 from ..kv.batch import entries_from_slices
 from ..kv.records import PUT
 from ..kv.views import KvTransactionView
-from .catalog import TableDef
+from . import tail
+from .catalog import TableDef, table_part
 from .chunk_cache import ChunkCache
-from .conform import columns_table, conform
+from .conform import column_array, conform
 from .indexes import indexes_of
 from .keys import encode_keys
 from .rows import (
@@ -45,7 +46,7 @@ from .rows import (
     indexed_chunk,
     live_chunks,
     matching,
-    table_part,
+    rows_at,
 )
 
 SMALL_CHUNKS = 16
@@ -55,10 +56,12 @@ SMALL_CHUNKS = 16
 @dataclass(frozen=True)
 class WriteSettings:
     """How a write lays rows out: rows per chunk, the size from which index entries
-    go the bulk way, and the chunk cache reads may use."""
+    go the bulk way, the rows a tail holds (:mod:`.tail`), and the chunk cache reads
+    may use."""
 
     chunk_rows: int
     bulk_changes: int
+    tail_rows: int
     cache: ChunkCache | None = None
 
 
@@ -108,26 +111,43 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
     """Set the columns in ``changes`` of the row with primary key ``key``; False if
     there is no such row. Changing key columns moves the row to its new key (which
     must be free)."""
-    unknown = [c for c in changes if c not in definition.schema.names]
+    schema = definition.schema
+    unknown = [c for c in changes if c not in schema.names]
     if unknown:
         raise SchemaError(f"table {definition.name!r} has no column {unknown[0]!r}")
-    where = find(view, definition, key)
-    if where is None:
+    old_key = encoded_key(definition, key)
+    row_id = view.get_raw(old_key)
+    if row_id is None:
         return False
-    old = indexed_chunk(view, definition, where[0], settings.cache).slice(where[1], 1)
-    changed = columns_table(definition, {c: [v] for c, v in changes.items()})
+    (packed,) = ROW_ID.unpack(row_id)
+    where = packed >> 32, packed & 0xFFFFFFFF
+    old = rows_at(view, definition, where[0], [where[1]], settings.cache)
     # The row stays in Arrow: no Python round trip that could change a value.
-    new = conform(definition, pa.Table.from_arrays(
-        [changed.column(f.name) if f.name in changes else old.column(f.name)
-         for f in definition.schema], schema=definition.schema))
-    new_keys = _keys(definition, new, repeated="error")
-    assert new_keys is not None
-    offsets, data = new_keys[0], new_keys[1]
-    if index_prefix(definition) + data[offsets[0] : offsets[1]].tobytes() != \
-            encoded_key(definition, key):
-        _refuse_present(view, definition, new, new_keys)
+    columns = []
+    for field, column in zip(schema, old.columns, strict=True):
+        if field.name not in changes:
+            columns.append(column)
+            continue
+        value = column_array(definition, field, [changes[field.name]])
+        if value.null_count and not field.nullable:
+            raise SchemaError(f"table {definition.name!r}: column {field.name!r} is not "
+                              "nullable")
+        columns.append(pa.chunked_array([value]))
+    new = pa.Table.from_arrays(columns, schema=schema)
+    assert definition.primary_key is not None
+    new_keys: Keys
+    if any(c in changes for c in definition.primary_key):
+        new_keys = _keys(definition, new, repeated="error")
+        assert new_keys is not None
+        offsets, data = new_keys[0], new_keys[1]
+        if index_prefix(definition) + data[offsets[0] : offsets[1]].tobytes() != old_key:
+            _refuse_present(view, definition, new, new_keys)
+    else:
+        body = old_key[len(index_prefix(definition)):]
+        new_keys = (np.array([0, len(body)], np.int64), np.frombuffer(body, np.uint8))
     due: set[int] = set()
-    _delete(view, definition, key, due, settings)
+    _mark_deleted(view, definition, where[0], [where[1]], due, settings, old)
+    view.put_raw(old_key, None)
     _append(view, definition, new, new_keys, settings)
     _compact_due(view, definition, due, settings)
     return True
@@ -136,19 +156,13 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
 def delete(view: KvTransactionView, definition: TableDef, key: Any,
            settings: WriteSettings) -> bool:
     """Delete the row with primary key ``key``; False if there is none."""
-    due: set[int] = set()
-    deleted = _delete(view, definition, key, due, settings)
-    _compact_due(view, definition, due, settings)
-    return deleted
-
-
-def _delete(view: KvTransactionView, definition: TableDef, key: Any, due: set[int],
-            settings: WriteSettings) -> bool:
     where = find(view, definition, key)
     if where is None:
         return False
+    due: set[int] = set()
     _mark_deleted(view, definition, where[0], [where[1]], due, settings)
     view.put_raw(encoded_key(definition, key), None)
+    _compact_due(view, definition, due, settings)
     return True
 
 
@@ -157,16 +171,19 @@ def _mark_deleted(view: KvTransactionView, definition: TableDef, chunk: int,
                   data: pa.Table | None = None) -> None:
     """Mark ``rows`` of ``chunk`` deleted and drop their secondary index entries
     (``data``: those rows, read from the chunk if not given); add the chunk to
-    ``due`` once half of its rows are deleted (the automatic compaction policy)."""
-    for row in rows:
-        view.put_raw(deleted_key(definition, chunk, row), b"")
+    ``due`` once half of its rows are deleted (the automatic compaction policy).
+    Tail rows (chunk :data:`~.tail.TAIL_CHUNK`) are deleted outright."""
     if definition.indexes:
         if data is None:
-            data = indexed_chunk(view, definition, chunk, settings.cache).take(
-                pa.array(rows))
+            data = rows_at(view, definition, chunk, rows, settings.cache)
         row_ids = (np.uint64(chunk) << np.uint64(32)) | np.array(rows, np.uint64)
         for index in indexes_of(definition):
             index.delete(view, data, row_ids)
+    if chunk == tail.TAIL_CHUNK:
+        tail.delete(view, definition, rows)
+        return
+    for row in rows:
+        view.put_raw(deleted_key(definition, chunk, row), b"")
     stored, deleted = chunk_counts(view, definition, chunk)
     deleted += len(rows)
     view.put_raw(counts_key(definition, chunk), encode_counts(stored, deleted))
@@ -217,24 +234,28 @@ def compact(view: KvTransactionView, definition: TableDef, settings: WriteSettin
     for chunk, positions, rows in candidates:
         deleted = deleted_rows(view, definition, chunk)
         if only is not None or deleted or rows.num_rows < settings.chunk_rows // 2:
-            victims.append((chunk, rows, deleted))
+            victims.append((chunk, positions, rows, deleted))
             dropped += len(deleted)
-            old_ids = (np.uint64(chunk) << np.uint64(32)) | positions.astype(np.uint64)
-            for index in indexes_of(definition):
-                index.delete(view, rows, old_ids)
     if only is None and not dropped and len(victims) < 2:
         return {"chunks_rewritten": 0, "rows_moved": 0, "deleted_rows_dropped": 0}
-    for chunk, _, deleted in victims:
+    for chunk, positions, rows, deleted in victims:
+        old_ids = (np.uint64(chunk) << np.uint64(32)) | positions.astype(np.uint64)
+        for index in indexes_of(definition):
+            index.delete(view, rows, old_ids)
+        if chunk == tail.TAIL_CHUNK:
+            tail.delete(view, definition, positions.tolist())
+            tail.restart(view, definition)
+            continue
         view.put_raw(chunk_key(definition, chunk), None)
         view.put_raw(counts_key(definition, chunk), None)
         for row in deleted:
             view.put_raw(deleted_key(definition, chunk, row), None)
-    live = [rows for _, rows, _ in victims if rows.num_rows]
+    live = [rows for _, _, rows, _ in victims if rows.num_rows]
     moved = sum(rows.num_rows for rows in live)
     if live:
         table = pa.concat_tables(live)
-        keyed = _keys(definition, table, repeated="error")
-        _append(view, definition, table, keyed, settings)
+        _write_chunks(view, definition, table, _keys(definition, table, repeated="error"),
+                      settings)
     return {"chunks_rewritten": len(victims), "rows_moved": moved,
             "deleted_rows_dropped": dropped}
 
@@ -261,6 +282,8 @@ def _keys(definition: TableDef, table: pa.Table,
     if columns is None:
         return None
     offsets, data = encode_keys(table, columns)
+    if table.num_rows == 1:
+        return offsets, data, table
     newest = sorted_distinct(offsets[:-1], np.diff(offsets), data)
     if newest.size == table.num_rows:
         return offsets, data, table
@@ -300,16 +323,52 @@ def _key_values(table: pa.Table, columns: Sequence[str], row: int) -> str:
     return ", ".join(f"{c}={values[c]!r}" for c in columns)
 
 
-def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
-            keys: tuple[np.ndarray, np.ndarray, pa.Table] | Varlen | None,
+Keys = tuple[np.ndarray, np.ndarray, pa.Table] | Varlen | None
+"""Encoded primary keys of rows being written (None: a keyless table)."""
+
+
+def _append(view: KvTransactionView, definition: TableDef, table: pa.Table, keys: Keys,
             settings: WriteSettings) -> None:
-    """Write ``table`` as new chunks and point the index at its rows."""
+    """Write ``table``'s rows (to the tail if they are few, else as new chunks) and
+    point the indexes at them."""
+    n = table.num_rows
+    if 4 * n > settings.tail_rows:
+        _write_chunks(view, definition, table, keys, settings)
+        return
+    first = tail.next_seq(view, definition)
+    if first + n > settings.tail_rows:
+        fold_tail(view, definition, settings)
+        first = 0
+    _index_rows(view, definition, table, keys, tail.append(view, definition, table, first),
+                settings)
+
+
+def fold_tail(view: KvTransactionView, definition: TableDef,
+              settings: WriteSettings) -> int:
+    """Move the tail's rows into a chunk (indexes repointed); returns how many."""
+    seqs, rows = tail.read(view, definition)
+    tail.restart(view, definition)
+    if not rows.num_rows:
+        return 0
+    tail.delete(view, definition, seqs.tolist())
+    old_ids = (np.uint64(tail.TAIL_CHUNK) << np.uint64(32)) | seqs.astype(np.uint64)
+    for index in indexes_of(definition):
+        index.delete(view, rows, old_ids)
+    _write_chunks(view, definition, rows, _keys(definition, rows, repeated="error"), settings)
+    return int(rows.num_rows)
+
+
+def _write_chunks(view: KvTransactionView, definition: TableDef, table: pa.Table,
+                  keys: Keys, settings: WriteSettings) -> None:
+    """Write ``table`` as new chunks and point the indexes at its rows."""
     n = table.num_rows
     next_key = NEXT_CHUNK + table_part(definition)
     stored = view.get_raw(next_key)
     first_chunk = 0 if stored is None else int.from_bytes(stored, "big")
-    chunk = first_chunk
     chunk_rows = settings.chunk_rows
+    if first_chunk + -(-n // chunk_rows) >= tail.TAIL_CHUNK:
+        raise ConstraintError(f"table {definition.name!r} has used every chunk number")
+    chunk = first_chunk
     for start in range(0, n, chunk_rows):
         part = table.slice(start, chunk_rows)
         view.put_raw(chunk_key(definition, chunk), _ipc(part))
@@ -319,11 +378,7 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table,
     positions = np.arange(n, dtype=np.uint64)
     row_ids = ((np.uint64(first_chunk) + positions // np.uint64(chunk_rows))
                << np.uint64(32)) | (positions % np.uint64(chunk_rows))
-    if keys is not None:
-        _put_index(view, definition, (keys[0], keys[1]),
-                   row_ids.astype(">u8").view(np.uint8), settings.bulk_changes)
-    for index in indexes_of(definition):
-        index.insert(view, table, row_ids, settings.bulk_changes)
+    _index_rows(view, definition, table, keys, row_ids, settings)
     if n % chunk_rows and n % chunk_rows < chunk_rows // 2:
         _note_small_chunk(view, definition, chunk - 1, n % chunk_rows, settings)
 
@@ -347,6 +402,16 @@ def _note_small_chunk(view: KvTransactionView, definition: TableDef, chunk: int,
         return
     view.put_raw(key, None)  # before merging: the merge may list its own result
     compact(view, definition, settings, only=set(listed))
+
+
+def _index_rows(view: KvTransactionView, definition: TableDef, table: pa.Table, keys: Keys,
+                row_ids: np.ndarray, settings: WriteSettings) -> None:
+    """Point the primary key and every secondary index at rows ``row_ids``."""
+    if keys is not None:
+        _put_index(view, definition, (keys[0], keys[1]),
+                   row_ids.astype(">u8").view(np.uint8), settings.bulk_changes)
+    for index in indexes_of(definition):
+        index.insert(view, table, row_ids, settings.bulk_changes)
 
 
 def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,

@@ -18,7 +18,7 @@ def rows(ids: range, n: int = 0) -> list[dict[str, object]]:
 
 @pytest.fixture
 def db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = cm.connect(tmp_path / "db", create=True, row_group_rows=4)
+    database = cm.connect(tmp_path / "db", create=True, row_group_rows=4, tail_rows=0)
     database.create_table("t", SCHEMA, primary_key="id")
     with database.transaction() as tx:
         tx.insert("t", rows(range(10)))
