@@ -129,10 +129,55 @@ def _bytes_many(offsets: Any, data: Any, key_offsets: Any, key_data: Any, right:
 
 
 @kernel
-def _bytes_lookup(offsets: Any, data: Any, key_offsets: Any, key_data: Any,
-                  positions: Positions) -> None:
+def _bytes_many_ordered(offsets: Any, data: Any, key_offsets: Any, key_data: Any,
+                        order: Any, right: bool, out: Positions) -> None:
+    """Like :func:`_bytes_many`, visiting the probes in ``order``: while each probe
+    sorts at or after the one before it, its search gallops forward from the answer
+    before (near, cache-warm rows) instead of bisecting the whole page; a probe that
+    sorts before its predecessor starts again from 0, so any order gives the same
+    answers."""
     size = offsets.size - 1
-    for j in range(positions.size):
+    start = 0
+    for t in range(order.size):
+        j = order[t]
+        k0 = key_offsets[j]
+        k1 = key_offsets[j + 1]
+        if t > 0:
+            p = order[t - 1]
+            if _compare_bytes(key_data, k0, k1, key_data, key_offsets[p],
+                              key_offsets[p + 1]) < 0:
+                start = 0
+        lo = start
+        hi = start
+        step = 1
+        while hi < size:
+            c = _compare_bytes(data, offsets[hi], offsets[hi + 1], key_data, k0, k1)
+            if c < 0 or (right and c == 0):
+                lo = hi + 1
+                hi = lo + step
+                step *= 2
+            else:
+                break
+        if hi > size:
+            hi = size
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            c = _compare_bytes(data, offsets[mid], offsets[mid + 1], key_data, k0, k1)
+            if c < 0 or (right and c == 0):
+                lo = mid + 1
+            else:
+                hi = mid
+        out[j] = lo
+        start = lo
+
+
+@kernel
+def _bytes_lookup(offsets: Any, data: Any, key_offsets: Any, key_data: Any, order: Any,
+                  positions: Positions) -> None:
+    """Keep only the positions holding their probe, visited in ``order``."""
+    size = offsets.size - 1
+    for t in range(order.size):
+        j = order[t]
         p = positions[j]
         if p >= size or _compare_bytes(data, offsets[p], offsets[p + 1], key_data,
                                        key_offsets[j], key_offsets[j + 1]) != 0:
@@ -259,7 +304,7 @@ def lookup_many(haystack: Any, keys: Any) -> Positions:
         rows = _fixed_rows(hay, "haystack")
         probes = _fixed_rows(keys, "keys")
         _bytes_lookup(_row_offsets(rows), rows.reshape(-1), _row_offsets(probes),
-                      probes.reshape(-1), positions)
+                      probes.reshape(-1), np.arange(positions.size), positions)
         return positions
     hay = _numeric_haystack(hay)
     if np.asarray(keys).dtype.kind in "mM":
@@ -291,17 +336,28 @@ def _varlen(offsets: Any, data: Any, name: str) -> tuple[npt.NDArray[Any], npt.N
 
 
 def search_many_varlen(offsets: Any, data: Any, key_offsets: Any, key_data: Any,
-                       side: Side = "left") -> Positions:
+                       side: Side = "left", order: Any = None) -> Positions:
     """Insertion positions of variable-length byte keys among sorted variable-length keys.
 
     The page holds ``n`` keys as ``offsets`` (n+1 entries, int32 or int64) and
     ``data`` (uint8); the probes are laid out the same way (see :func:`pack_varlen`).
+    ``order``, a permutation of the probes that sorts them (say from
+    ``sort.argsort_slices``), makes many probes into a big page much faster: each
+    search then starts from the one before. The answers do not depend on it.
     """
     right = _check_side(side)
     o, d = _varlen(offsets, data, "page")
     ko, kd = _varlen(key_offsets, key_data, "key")
     out = np.empty(ko.size - 1, np.int64)
-    _bytes_many(o, d, ko, kd, right, out)
+    if order is None:
+        _bytes_many(o, d, ko, kd, right, out)
+        return out
+    visit = np.ascontiguousarray(order, np.int64)
+    if visit.shape != out.shape or (visit.size and (
+            visit.min() < 0 or not np.array_equal(np.bincount(visit, minlength=out.size),
+                                                  np.ones(out.size, np.int64)))):
+        raise ValueError("order must be a permutation of the probes")
+    _bytes_many_ordered(o, d, ko, kd, visit, right, out)
     return out
 
 
@@ -311,13 +367,16 @@ def search_varlen(offsets: Any, data: Any, key: bytes, side: Side = "left") -> i
     return int(search_many_varlen(offsets, data, ko, kd, side)[0])
 
 
-def lookup_many_varlen(offsets: Any, data: Any, key_offsets: Any,
-                       key_data: Any) -> Positions:
-    """Position of a key equal to each probe among sorted variable-length keys, or -1."""
-    positions = search_many_varlen(offsets, data, key_offsets, key_data, "left")
+def lookup_many_varlen(offsets: Any, data: Any, key_offsets: Any, key_data: Any,
+                       order: Any = None) -> Positions:
+    """Position of a key equal to each probe among sorted variable-length keys, or -1
+    (``order`` as in :func:`search_many_varlen`)."""
+    positions = search_many_varlen(offsets, data, key_offsets, key_data, "left", order)
     o, d = _varlen(offsets, data, "page")
     ko, kd = _varlen(key_offsets, key_data, "key")
-    _bytes_lookup(o, d, ko, kd, positions)
+    visit = np.arange(positions.size) if order is None else np.ascontiguousarray(order,
+                                                                                 np.int64)
+    _bytes_lookup(o, d, ko, kd, visit, positions)
     return positions
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -306,9 +307,10 @@ def test_sweeping_delete_markers_never_brings_older_values_back(
         assert sum(1 for _ in db.kv.scan(prefix=b"b")) == 19
 
 
-def test_states_of_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
-    """The vectorised existence check (used for primary keys) against get_raw, over
-    every kind of source: a run, a bulk layer, the memtable and the transaction."""
+def test_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
+    """The vectorised lookup (states and values, used for primary keys) against
+    get_raw, over every kind of source: a run, a bulk layer, the memtable and the
+    transaction; and in a snapshot older than some of them."""
     from colibri_mm.kernels.search import pack_varlen
     from colibri_mm.kv.keys import USER_PREFIX
 
@@ -318,6 +320,7 @@ def test_states_of_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
         db.kv.put_many(keys[:100], [b"run"] * 100)
         db.checkpoint()
         db.kv.put_many(keys[80:200], [b"bulk"] * 120)
+        old = db.snapshot()
         for k in rng.choice(keys[:250], 40, replace=False):
             db.kv.delete(k)
         db.kv.put(keys[300], b"memtable")
@@ -326,10 +329,15 @@ def test_states_of_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
             tx.kv.delete(keys[0])
             tx.kv.put(keys[399], b"own")
             probes = [USER_PREFIX + k for k in keys] + [b"\x01nope"]
-            states = tx.kv.states_many_raw(pack_varlen(probes))
-            expected = []
-            for probe in probes:
-                value = tx.kv.get_raw(probe)
-                expected.append(1 if value is not None else None)
-            for i, probe in enumerate(probes):
-                assert (states[i] == 1) == (expected[i] == 1), probe
+            check_many(tx.kv, probes, pack_varlen(probes))
+        check_many(old.kv, probes, pack_varlen(probes))
+        old.close()
+
+
+def check_many(view: Any, probes: list[bytes], packed: Any) -> None:
+    found = view.get_many_raw(packed)
+    offsets, data = found.values()
+    for i, probe in enumerate(probes):
+        value = view.get_raw(probe)
+        assert (found.states[i] == 1) == (value is not None), probe
+        assert data[offsets[i] : offsets[i + 1]].tobytes() == (value or b""), probe

@@ -15,7 +15,7 @@ The builders take keys and values from Python lists, from Arrow binary arrays
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,9 @@ import numpy.typing as npt
 
 from ..errors import LimitError
 from ..kernels.changes import decode_changes
-from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
 from ..kernels.sort import gather_slices, sorted_distinct
+from .many import ManyFound
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries, Value
 
@@ -53,12 +53,10 @@ class Batch:
         """This batch's version of ``key`` if a snapshot at ``csn`` sees the batch."""
         return self.latest(key, view) if self.csn <= csn else None
 
-    def states_many(self, keys: Callable[[], list[bytes]], probes: Varlen,
-                    csn: int | None) -> npt.NDArray[np.int8]:
-        """Like :meth:`~colibri_mm.kv.memtable.Memtable.states_many` (one kernel call)."""
-        if csn is not None and self.csn > csn:
-            return np.full(probes[0].size - 1, -1, np.int8)
-        return self.sorted.states_many(probes)
+    def find_many(self, found: ManyFound, csn: int | None) -> None:
+        """Like :meth:`~colibri_mm.kv.memtable.Memtable.find_many` (one kernel call)."""
+        if csn is None or self.csn <= csn:
+            self.sorted.find_many(found)
 
     def versions_in_order(self, start: bytes | None, end: bytes | None,
                           csn: int | None) -> Iterator[tuple[bytes, bytes | None]]:

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from sortedcontainers import SortedList
 
-from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
+from .many import ManyFound
 from .records import DELETE, PUT
 
 Version = tuple[int, bytes | None]
@@ -96,19 +96,12 @@ class Memtable:
             self._order.update(self._unordered)
             self._unordered = []
 
-    def states_many(self, keys: Callable[[], list[bytes]], probes: Varlen,
-                    csn: int | None) -> npt.NDArray[np.int8]:
-        """Per probe key (``keys()`` lists them as bytes, asked only if this memtable
-        has any): 1 if its version seen at ``csn`` (None: the newest) is a put, 0 a
-        delete, -1 none."""
-        states = np.full(probes[0].size - 1, -1, np.int8)
-        if not self._versions:
-            return states
-        for i, key in enumerate(keys()):
-            version = self.latest(key) if csn is None else self.visible(key, csn)
-            if version is not None:
-                states[i] = 1 if version[1] is not None else 0
-        return states
+    def find_many(self, found: ManyFound, csn: int | None) -> None:
+        """Decide the undecided probes of ``found`` by their version seen at ``csn``
+        (None: the newest), if this memtable has any."""
+        if self._versions:
+            found.take_each(self.latest if csn is None else
+                            lambda key: self.visible(key, csn))
 
     def sweep(self, horizon: int, held_below: Callable[[bytes], bool]) -> int:
         """Forget keys whose newest version is a delete no snapshot can see past and

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from ..kernels.merge import Entries
 from ..kernels.search import SortedByteKeys, lookup_many_varlen
-from .records import PUT
+from .many import ManyFound
 
 Value = bytes | npt.NDArray[np.uint8]
 """A value: bytes, or a read-only numpy view where the caller asked for one."""
@@ -47,15 +47,12 @@ class SortedEntries:
         value = e.value_data[start:end]
         return int(e.kinds[i]), (value if view else value.tobytes())
 
-    def states_many(self, probes: tuple[np.ndarray, np.ndarray]) -> npt.NDArray[np.int8]:
-        """Per probe key (Arrow-style offsets + data): 1 if a put of it is here, 0 if a
-        delete marker, -1 if neither (one kernel call for all of them)."""
+    def find_many(self, found: ManyFound) -> None:
+        """Decide the undecided probes of ``found`` that are here (one kernel call for
+        all of them)."""
         e = self.entries
-        positions = lookup_many_varlen(e.key_offsets, e.key_data, *probes)
-        states = np.full(positions.size, -1, np.int8)
-        hit = positions >= 0
-        states[hit] = np.where(e.kinds[positions[hit]] == PUT, 1, 0)
-        return states
+        found.take_sorted(e, lookup_many_varlen(e.key_offsets, e.key_data, *found.probes,
+                                                found.order()))
 
     def items(self, start: bytes | None, end: bytes | None) -> Iterator[tuple[bytes, int, bytes]]:
         """(key, kind, value) of entries with ``start <= key < end``, in order."""

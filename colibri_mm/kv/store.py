@@ -18,11 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, overload
 
-import numpy as np
-import numpy.typing as npt
-
-from ..kernels.keycodec import Varlen
 from .batch import Batch
+from .many import ManyFound
 from .memtable import Memtable
 from .records import DELETE
 from .run import Run
@@ -49,30 +46,16 @@ class StoreVersion:
         below = (self.active, *self.frozen) if len(self.active) else self.frozen
         return StoreVersion(Memtable(), (batch, *below), self.runs, self.checkpoint_id)
 
-    def states_many(self, probes: Varlen, csn: int | None) -> npt.NDArray[np.int8]:
-        """Per probe key (stored form, Arrow-style offsets + data): 1 if it has a
-        value at ``csn`` (None: the writer's newest view), 0 if deleted, -1 if never
-        written. Sorted layers and runs answer with one kernel call each."""
-        count = probes[0].size - 1
-        states = np.full(count, -1, np.int8)
-        listed: list[bytes] = []
-
-        def keys() -> list[bytes]:
-            if not listed and count:
-                offsets, data = probes
-                listed.extend(data[offsets[i] : offsets[i + 1]].tobytes()
-                              for i in range(count))
-            return listed
-
+    def find_many(self, found: ManyFound, csn: int | None) -> None:
+        """Decide the undecided probes of ``found`` as seen at ``csn`` (None: the
+        writer's newest view). Sorted layers and runs answer with one kernel call
+        each; the search stops once every probe is decided."""
         for layer in self.layers():
-            found = layer.states_many(keys, probes, csn)
-            fill = (states == -1) & (found != -1)
-            states[fill] = found[fill]
+            layer.find_many(found, csn)
         for run in self.runs:
-            found = run.sorted().states_many(probes)
-            fill = (states == -1) & (found != -1)
-            states[fill] = found[fill]
-        return states
+            if not found.undecided():
+                return
+            run.sorted().find_many(found)
 
     def held_below_active(self, key: bytes) -> bool:
         """Whether a frozen layer or a sorted run has an entry (put or delete) for

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
 from .batch import Slices, arrow_slices, entries_from_slices, list_slices
 from .keys import USER_PREFIX, as_bytes, scan_bounds, user_key
+from .many import ManyFound
 from .records import PUT
 from .sorted_entries import Value
 from .store import StoreVersion, newest_by_key
@@ -61,6 +61,15 @@ class KvSnapshotView:
         the mapped file) comes as a numpy view, valid while this snapshot is open."""
         self._check_open()
         return self._version.get(key, self._csn, view=True)
+
+    def get_many_raw(self, probes: Varlen) -> ManyFound:
+        """Stored-form keys (Arrow-style offsets + data) as this snapshot sees them:
+        ``.states`` 1 has a value, 0 deleted, -1 never written; ``.values()`` (for the
+        engine)."""
+        self._check_open()
+        found = ManyFound(probes)
+        self._version.find_many(found, self._csn)
+        return found
 
     def scan_raw(self, low: bytes | None, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Like :meth:`scan` over ``[low, high)``, system keys included (for the engine)."""
@@ -102,16 +111,16 @@ class KvTransactionView:
         self._check_writable()
         self._writes.put(key, value)
 
-    def states_many_raw(self, probes: Varlen) -> npt.NDArray[np.int8]:
-        """Per stored-form key (Arrow-style offsets + data) as this transaction sees
-        it: 1 has a value, 0 deleted, -1 never written (for the engine)."""
+    def get_many_raw(self, probes: Varlen) -> ManyFound:
+        """Stored-form keys (Arrow-style offsets + data) as this transaction sees
+        them: ``.states`` 1 has a value, 0 deleted, -1 never written; ``.values()``
+        (for the engine)."""
         self._check_writable()
-        states = self._writes.states_many(probes)
-        undecided = states == -1
-        if undecided.any():
-            below = self._current().states_many(probes, None)
-            states[undecided] = below[undecided]
-        return states
+        found = ManyFound(probes)
+        self._writes.find_many(found)
+        if found.undecided():
+            self._current().find_many(found, None)
+        return found
 
     def put_sorted_raw(self, entries: Entries) -> None:
         """Write sorted entries with distinct stored-form keys (for the engine)."""

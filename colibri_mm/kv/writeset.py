@@ -10,14 +10,11 @@ whole set either as one dict (a small transaction: the memtable path) or as one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import numpy as np
-import numpy.typing as npt
-
-from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries, merge
 from .batch import entries_from_lists
+from .many import ManyFound
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries
 from .store import newest_by_key_with_deletes
@@ -62,26 +59,14 @@ class WriteSet:
                     return True, (hit[1] if hit[0] == PUT else None)
         return False, None
 
-    def states_many(self, probes: Varlen) -> npt.NDArray[np.int8]:
-        """Per probe key: 1 if this transaction wrote a value for it, 0 if it deleted
-        it, -1 if it did not touch it."""
-        offsets, data = probes
-        count = offsets.size - 1
-        states = np.full(count, -1, np.int8)
+    def find_many(self, found: ManyFound) -> None:
+        """Decide the undecided probes of ``found`` this transaction wrote or deleted."""
         for layer in reversed(self._layers):
             if isinstance(layer, dict):
-                if not layer:
-                    continue
-                found = np.full(count, -1, np.int8)
-                for i in range(count):
-                    key = data[offsets[i] : offsets[i + 1]].tobytes()
-                    if key in layer:
-                        found[i] = 1 if layer[key] is not None else 0
+                if layer:
+                    found.take_each(_versions_in(layer))
             else:
-                found = layer.states_many(probes)
-            fill = (states == -1) & (found != -1)
-            states[fill] = found[fill]
-        return states
+                layer.find_many(found)
 
     def items(self, start: bytes | None,
               end: bytes | None) -> Iterator[tuple[bytes, bytes | None]]:
@@ -120,3 +105,10 @@ class WriteSet:
                 entries, merged, delete_kind=DELETE, drop_deletes=False)
         assert merged is not None
         return merged
+
+
+def _versions_in(changes: Changes) -> Callable[[bytes], tuple[int, bytes | None] | None]:
+    """A key's ``(0, value)`` in ``changes``, None if they do not touch it."""
+    def version(key: bytes) -> tuple[int, bytes | None] | None:
+        return (0, changes[key]) if key in changes else None
+    return version

@@ -26,13 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import CorruptionError, SchemaError
+from ..kernels.sort import gather_slices
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView, KvView
 from . import tail
 from .catalog import TableDef, table_part
 from .chunk_cache import ChunkCache
-from .keys import encode_key
+from .conform import column_array
+from .keys import encode_key, encode_keys
 
 INDEX = SYSTEM_PREFIX + b"\x02"
 CHUNKS = SYSTEM_PREFIX + b"\x03"
@@ -165,14 +167,14 @@ def get(view: KvView, definition: TableDef, key: Any,
     return row
 
 
-def rows_at(view: KvView, definition: TableDef, chunk: int, rows: Sequence[int],
-            cache: ChunkCache | None) -> pa.Table:
+def rows_at(view: KvView, definition: TableDef, chunk: int,
+            rows: Sequence[int] | np.ndarray, cache: ChunkCache | None) -> pa.Table:
     """Rows ``rows`` of chunk ``chunk`` (or of the tail), in that order."""
     if chunk == tail.TAIL_CHUNK:
-        return tail.rows_at(view, definition, rows)
+        return tail.rows_at(view, definition, [int(r) for r in rows])
     stored = indexed_chunk(view, definition, chunk, cache)
     if len(rows) == 1:
-        return stored.slice(rows[0], 1)
+        return stored.slice(int(rows[0]), 1)
     return stored.take(pa.array(rows, pa.int64()))
 
 
@@ -187,26 +189,64 @@ def indexed_chunk(view: KvView, definition: TableDef, chunk: int,
 
 def get_many(view: KvView, definition: TableDef, keys: Sequence[Any],
              cache: ChunkCache | None = None) -> pa.Table:
-    """The rows with the given primary keys that exist, in the order of ``keys``."""
-    found = [where for key in keys if (where := find(view, definition, key)) is not None]
-    return fetch(view, definition, np.array([(c << 32) | r for c, r in found], np.uint64),
-                 cache)
+    """The rows with the given primary keys that exist, in the order of ``keys``
+    (keys encoded as whole columns, looked up with one kernel call per sorted layer
+    or run, rows gathered chunk by chunk)."""
+    columns = definition.primary_key
+    if columns is None:
+        raise SchemaError(f"table {definition.name!r} has no primary key")
+    if not keys:
+        return definition.schema.empty_table()
+    parts = [list(keys)] if len(columns) == 1 else \
+        [list(part) for part in zip(*[_key_tuple(definition, k) for k in keys], strict=True)]
+    key_table = pa.Table.from_arrays(
+        [column_array(definition, definition.schema.field(c), part)
+         for c, part in zip(columns, parts, strict=True)], names=list(columns))
+    present = np.ones(len(keys), bool)
+    for column in key_table.columns:
+        if column.null_count:
+            present &= column.is_valid().to_numpy(zero_copy_only=False)
+    if not present.all():
+        key_table = key_table.filter(pa.array(present))
+    offsets, data = encode_keys(key_table, columns)
+    probes = gather_slices(offsets[:-1], np.diff(offsets), data, np.arange(offsets.size - 1),
+                           index_prefix(definition))
+    found = view.get_many_raw(probes)
+    value_offsets, values = found.values()
+    if (np.diff(value_offsets)[found.states == 1] != ROW_ID.size).any():
+        raise CorruptionError(f"table {definition.name!r}: a primary key entry is not a "
+                              "row id")
+    return fetch(view, definition, values.view(">u8").astype(np.uint64), cache)
+
+
+def _key_tuple(definition: TableDef, key: Any) -> tuple[Any, ...]:
+    assert definition.primary_key is not None
+    if not isinstance(key, tuple | list) or len(key) != len(definition.primary_key):
+        raise SchemaError(f"table {definition.name!r}: a key of "
+                          f"{', '.join(definition.primary_key)} is a tuple of "
+                          f"{len(definition.primary_key)} values, not {key!r}")
+    return tuple(key)
 
 
 def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
           cache: ChunkCache | None = None) -> pa.Table:
     """The rows at ``row_ids``, in that order (each chunk involved is read once)."""
-    by_chunk: dict[int, list[tuple[int, int]]] = {}
-    for i, packed in enumerate(row_ids.tolist()):
-        by_chunk.setdefault(packed >> 32, []).append((i, packed & 0xFFFFFFFF))
-    parts = []
-    order = []
-    for chunk, wanted in by_chunk.items():
-        parts.append(rows_at(view, definition, chunk, [r for _, r in wanted], cache))
-        order += [i for i, _ in wanted]
-    if not parts:
+    if not row_ids.size:
         return definition.schema.empty_table()
-    return pa.concat_tables(parts).take(pa.array(np.argsort(order, kind="stable")))
+    chunks = (row_ids >> np.uint64(32)).astype(np.int64)
+    rows = (row_ids & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    order = np.argsort(chunks, kind="stable")
+    sorted_chunks = chunks[order]
+    bounds = np.flatnonzero(np.diff(sorted_chunks)) + 1
+    parts = [rows_at(view, definition, int(sorted_chunks[start]), rows[picked], cache)
+             for start, picked in zip(np.concatenate(([0], bounds)),
+                                      np.split(order, bounds), strict=True)]
+    gathered = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) == 1:
+        return gathered
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return gathered.take(pa.array(inverse))
 
 
 def live_chunks(view: KvView, definition: TableDef,

@@ -310,7 +310,7 @@ def _refuse_present(view: KvTransactionView, definition: TableDef, table: pa.Tab
     n = offsets.size - 1
     probes = gather_slices(offsets[:-1], np.diff(offsets), data, np.arange(n),
                            index_prefix(definition))
-    present = np.flatnonzero(view.states_many_raw(probes) == 1)
+    present = np.flatnonzero(view.get_many_raw(probes).states == 1)
     if present.size:
         assert definition.primary_key is not None
         raise ConstraintError(f"duplicate primary key "

@@ -151,6 +151,38 @@ def test_varlen_property(hay_values: list[bytes], keys: list[bytes]) -> None:
         search_reference.lookup_many_bytes(hay_values, keys)
 
 
+@given(hay_values=st.lists(st.binary(max_size=6), max_size=200),
+       keys=st.lists(st.binary(max_size=6), max_size=60), seed=st.integers(0, 2**32 - 1),
+       shuffled=st.floats(0, 1))
+def test_varlen_search_in_a_given_order(hay_values: list[bytes], keys: list[bytes],
+                                        seed: int, shuffled: float) -> None:
+    """Probes visited in an order (sorted, partly sorted or any) give the answers of
+    the plain search: the galloping search restarts where the order goes back."""
+    hay_values = sorted(hay_values)
+    keys = keys + hay_values[::5]
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    rng = np.random.default_rng(seed)
+    swaps = int(shuffled * len(order))
+    for a, b in rng.integers(0, max(len(order), 1), (swaps, 2)).tolist():
+        order[a], order[b] = order[b], order[a]
+    offsets, data = search.pack_varlen(hay_values)
+    key_offsets, key_data = search.pack_varlen(keys)
+    for side in SIDES:
+        assert search.search_many_varlen(offsets, data, key_offsets, key_data, side,
+                                         order).tolist() == \
+            search_reference.search_many_bytes(hay_values, keys, side)  # type: ignore[arg-type]
+    assert search.lookup_many_varlen(offsets, data, key_offsets, key_data, order).tolist() \
+        == search_reference.lookup_many_bytes(hay_values, keys)
+
+
+def test_varlen_search_order_must_be_a_permutation() -> None:
+    offsets, data = search.pack_varlen([b"a", b"b"])
+    key_offsets, key_data = search.pack_varlen([b"a", b"b", b"c"])
+    for order in ([0, 1], [0, 1, 1], [0, 1, 3], [-1, 0, 1]):
+        with pytest.raises(ValueError, match="permutation"):
+            search.search_many_varlen(offsets, data, key_offsets, key_data, "left", order)
+
+
 def test_varlen_prefix_order_and_int32_offsets() -> None:
     hay_values = [b"", b"a", b"ab", b"abc", b"b", b"\xff"]
     offsets, data = search.pack_varlen(hay_values)

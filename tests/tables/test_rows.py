@@ -247,6 +247,34 @@ def test_get_many_returns_existing_rows_in_the_order_asked(db: cm.Database) -> N
     assert got.schema.equals(PEOPLE)
     assert db.table("people").get_many([]).num_rows == 0
     assert db.table("people").get_many([77]).schema.equals(PEOPLE)
+    assert db.table("people").get_many([None, 3]).column("id").to_pylist() == [3]
+    with pytest.raises(cm.SchemaError, match="column 'id' does not fit"):
+        db.table("people").get_many(["three"])
+
+
+def test_get_many_over_chunks_the_tail_and_a_composite_key(tmp_path: Path) -> None:
+    """Rows spread over chunks, the tail and the memtable (after a checkpoint too),
+    with a two-column key, agree with point reads, in the order asked."""
+    schema = pa.schema([("a", pa.string()), ("b", pa.int32()), ("v", pa.float64())])
+    with cm.connect(tmp_path / "db", create=True, row_group_rows=50, tail_rows=8) as db:
+        db.create_table("t", schema, primary_key=["a", "b"])
+        with db.transaction() as tx:
+            tx.insert("t", {"a": [f"k{i % 7}" for i in range(300)], "b": list(range(300)),
+                            "v": [i / 2 for i in range(300)]})
+        db.checkpoint()
+        for i in range(300, 310):
+            with db.transaction() as tx:
+                tx.insert("t", [{"a": "tail", "b": i, "v": 0.0}])
+                tx.delete("t", (f"k{(i - 300) % 7}", i - 300))
+        keys = [(f"k{i % 7}", i) for i in range(0, 300, 7)] + \
+            [("tail", i) for i in range(299, 311)] + [("k0", 0), ("nope", 1)]
+        got = db.table("t").get_many(keys)
+        expected = [row for k in keys if (row := db.table("t").get(k)) is not None]
+        assert got.to_pylist() == expected
+        # absent: ("k0", 0) twice and ("k0", 7) deleted, ("tail", 299 and 310), "nope"
+        assert len(expected) == len(keys) - 6
+        with pytest.raises(cm.SchemaError, match="tuple of 2 values"):
+            db.table("t").get_many([("k1",)])
 
 
 def test_the_chunk_cache_is_bounded_and_never_stale(tmp_path: Path) -> None:
