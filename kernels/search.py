@@ -109,23 +109,34 @@ def _compare_bytes(a: Any, a_start: int, a_end: int, b: Any, b_start: int, b_end
 
 
 @kernel
+def _row_before(offsets: Any, data: Any, row: int, key: Any, k0: int, k1: int,
+                right: bool) -> bool:
+    """Whether row ``row`` sorts before ``key[k0:k1]`` (``right``: or equals it)."""
+    c = _compare_bytes(data, offsets[row], offsets[row + 1], key, k0, k1)
+    return c < 0 or (right and c == 0)
+
+
+@kernel
+def _bisect_bytes(offsets: Any, data: Any, key: Any, k0: int, k1: int, lo: int, hi: int,
+                  right: bool) -> int:
+    """Insertion position of ``key[k0:k1]`` among rows ``lo..hi`` (the answer lies there)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _row_before(offsets, data, mid, key, k0, k1, right):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@kernel
 def _bytes_many(offsets: Any, data: Any, key_offsets: Any, key_data: Any, right: bool,
                 out: Positions) -> None:
     """Search rows ``data[offsets[i]:offsets[i+1]]`` (fixed width: offsets i*w)."""
     size = offsets.size - 1
     for j in range(key_offsets.size - 1):
-        k0 = key_offsets[j]
-        k1 = key_offsets[j + 1]
-        lo = 0
-        hi = size
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            c = _compare_bytes(data, offsets[mid], offsets[mid + 1], key_data, k0, k1)
-            if c < 0 or (right and c == 0):
-                lo = mid + 1
-            else:
-                hi = mid
-        out[j] = lo
+        out[j] = _bisect_bytes(offsets, data, key_data, key_offsets[j], key_offsets[j + 1],
+                               0, size, right)
 
 
 @kernel
@@ -150,25 +161,12 @@ def _bytes_many_ordered(offsets: Any, data: Any, key_offsets: Any, key_data: Any
         lo = start
         hi = start
         step = 1
-        while hi < size:
-            c = _compare_bytes(data, offsets[hi], offsets[hi + 1], key_data, k0, k1)
-            if c < 0 or (right and c == 0):
-                lo = hi + 1
-                hi = lo + step
-                step *= 2
-            else:
-                break
-        if hi > size:
-            hi = size
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            c = _compare_bytes(data, offsets[mid], offsets[mid + 1], key_data, k0, k1)
-            if c < 0 or (right and c == 0):
-                lo = mid + 1
-            else:
-                hi = mid
-        out[j] = lo
-        start = lo
+        while hi < size and _row_before(offsets, data, hi, key_data, k0, k1, right):
+            lo = hi + 1
+            hi = lo + step
+            step *= 2
+        start = _bisect_bytes(offsets, data, key_data, k0, k1, lo, min(hi, size), right)
+        out[j] = start
 
 
 @kernel
@@ -186,16 +184,7 @@ def _bytes_lookup(offsets: Any, data: Any, key_offsets: Any, key_data: Any, orde
 
 @kernel
 def _bytes_one(offsets: Any, data: Any, key: Any, right: bool) -> int:
-    lo = 0
-    hi = offsets.size - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        c = _compare_bytes(data, offsets[mid], offsets[mid + 1], key, 0, key.size)
-        if c < 0 or (right and c == 0):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _bisect_bytes(offsets, data, key, 0, key.size, 0, offsets.size - 1, right)
 
 
 @kernel
