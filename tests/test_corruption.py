@@ -3,10 +3,10 @@ typed CorruptionError naming the file, or a database holding exactly the first k
 committed transactions for some k (a torn WAL tail); never wrong data, never a crash."""
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from damage import damaged_copy
 
 import colibri_mm as cm
 
@@ -47,20 +47,6 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[
 def files_of(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*")
                   if p.is_file() and p.name not in ("LOCK", "data.pages"))
-
-
-def damaged_copy(pristine: Path, target: Path, file: Path, offset: int,
-                 truncate: bool) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(pristine, target)
-    victim = target / file.relative_to(pristine)
-    data = bytearray(victim.read_bytes())
-    if truncate:
-        del data[offset:]
-    else:
-        data[offset] ^= 0x04
-    victim.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("truncate", [False, True], ids=["flip", "truncate"])
