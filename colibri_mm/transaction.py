@@ -31,7 +31,8 @@ class Snapshot:
         self._db = db
         self._id, self.csn, version = db._clock.open_snapshot()
         self._open = True
-        self.kv = KvSnapshotView(version, self.csn, db.options, self._check_open)
+        self.kv = KvSnapshotView(version, self.csn, db.options, self._check_open,
+                                 lambda: db._clock.lease(self.csn, version))
 
     def _check_open(self) -> None:
         if not self._open:

@@ -309,8 +309,9 @@ def test_sweeping_delete_markers_never_brings_older_values_back(
 
 def test_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
     """The vectorised lookup (states and values, used for primary keys) against
-    get_raw, over every kind of source: a run, a bulk layer, the memtable and the
-    transaction; and in a snapshot older than some of them."""
+    get_raw, and ranges read as arrays against scan_raw, over every kind of source:
+    a run, a bulk layer, the memtable and the transaction; and in a snapshot older
+    than some of them."""
     from colibri_mm.kernels.search import pack_varlen
     from colibri_mm.kv.keys import USER_PREFIX
 
@@ -329,9 +330,31 @@ def test_many_keys_agree_with_point_reads(tmp_path: Path) -> None:
             tx.kv.delete(keys[0])
             tx.kv.put(keys[399], b"own")
             probes = [USER_PREFIX + k for k in keys] + [b"\x01nope"]
+            bounds = [(None, None), (USER_PREFIX + b"k0050", USER_PREFIX + b"k0250"),
+                      (USER_PREFIX + b"k0399", None), (b"\x01", None),
+                      (USER_PREFIX + b"k01", USER_PREFIX + b"k01")]
             check_many(tx.kv, probes, pack_varlen(probes))
+            check_ranges(tx.kv, bounds)
         check_many(old.kv, probes, pack_varlen(probes))
+        check_ranges(old.kv, bounds)
+        with db.snapshot() as snap:
+            check_ranges(snap.kv, bounds)
         old.close()
+
+
+def check_ranges(view: Any, bounds: list[tuple[bytes | None, bytes | None]]) -> None:
+    """A range read as arrays (keys, values copied, values in place) against the
+    pair-by-pair scan of the same view."""
+    for low, high in bounds:
+        expected = list(view.scan_raw(low, high))
+        found = view.range_raw(low, high)
+        key_offsets, key_data = found.keys
+        value_offsets, value_data = found.values()
+        assert len(found) == len(expected), (low, high)
+        for i, (key, value) in enumerate(expected):
+            assert key_data[key_offsets[i] : key_offsets[i + 1]].tobytes() == key
+            assert value_data[value_offsets[i] : value_offsets[i + 1]].tobytes() == value
+            assert bytes(found.value(i)) == value
 
 
 def check_many(view: Any, probes: list[bytes], packed: Any) -> None:

@@ -26,6 +26,7 @@ from ..kernels.changes import decode_changes
 from ..kernels.merge import Entries
 from ..kernels.sort import gather_slices, sorted_distinct
 from .many import ManyFound
+from .ranges import Source, pairs_source, sorted_source
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries, Value
 
@@ -65,6 +66,13 @@ class Batch:
             return
         for key, kind, value in self.sorted.items(start, end):
             yield key, (value if kind == PUT else None)
+
+    def range_source(self, start: bytes | None, end: bytes | None,
+                     csn: int | None) -> Source:
+        """The batch's entries in ``[start, end)`` seen at ``csn`` (views)."""
+        if csn is not None and self.csn > csn:
+            return pairs_source([])
+        return sorted_source(self.sorted, start, end)
 
     def newest_entries(self) -> Entries:
         """The batch's entries (already sorted, one per key)."""

@@ -21,6 +21,7 @@ from typing import Literal, overload
 from .batch import Batch
 from .many import ManyFound
 from .memtable import Memtable
+from .ranges import Source, sorted_source
 from .records import DELETE
 from .run import Run
 from .sorted_entries import Value
@@ -89,6 +90,13 @@ class StoreVersion:
             if entry is not None:
                 return entry[1] if entry[0] != DELETE else None
         return None
+
+    def range_sources(self, start: bytes | None, end: bytes | None,
+                      csn: int | None) -> list[Source]:
+        """Every layer's and run's entries in ``[start, end)`` at ``csn``, newest first
+        (for :class:`~colibri_mm.kv.ranges.RangeEntries`)."""
+        return [layer.range_source(start, end, csn) for layer in self.layers()] + \
+            [sorted_source(run.sorted(), start, end) for run in self.runs]
 
     def scan(self, start: bytes | None, end: bytes | None,
              csn: int | None) -> Iterator[tuple[bytes, bytes]]:

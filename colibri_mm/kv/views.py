@@ -22,6 +22,7 @@ from ..kernels.merge import Entries
 from .batch import Slices, arrow_slices, entries_from_slices, list_slices
 from .keys import USER_PREFIX, as_bytes, scan_bounds, user_key
 from .many import ManyFound
+from .ranges import RangeEntries
 from .records import PUT
 from .sorted_entries import Value
 from .store import StoreVersion, newest_by_key
@@ -35,11 +36,14 @@ class KvSnapshotView:
     """Read-only key/value access at a fixed CSN."""
 
     def __init__(self, version: StoreVersion, csn: int, options: Options,
-                 check_open: Callable[[], None]) -> None:
+                 check_open: Callable[[], None], lease: Callable[[], object]) -> None:
         self._version = version
         self._csn = csn
         self._options = options
         self._check_open = check_open
+        self.lease = lease
+        """An object keeping this snapshot's sorted runs (the pages its views read)
+        from reuse for as long as it lives, even after the snapshot is closed."""
 
     def get(self, key: Any) -> bytes | None:
         """The value of ``key`` in this snapshot, or None."""
@@ -61,6 +65,12 @@ class KvSnapshotView:
         the mapped file) comes as a numpy view, valid while this snapshot is open."""
         self._check_open()
         return self._version.get(key, self._csn, view=True)
+
+    def range_raw(self, low: bytes | None, high: bytes | None) -> RangeEntries:
+        """The live entries of ``[low, high)`` as arrays, values as views where they
+        lie in arrays (for the engine)."""
+        self._check_open()
+        return RangeEntries(self._version.range_sources(low, high, self._csn))
 
     def get_many_raw(self, probes: Varlen) -> ManyFound:
         """Stored-form keys (Arrow-style offsets + data) as this snapshot sees them:
@@ -110,6 +120,13 @@ class KvTransactionView:
         """Set (None: delete) any key, system keys included (for the engine)."""
         self._check_writable()
         self._writes.put(key, value)
+
+    def range_raw(self, low: bytes | None, high: bytes | None) -> RangeEntries:
+        """The live entries of ``[low, high)`` as this transaction sees them, as
+        arrays (for the engine)."""
+        self._check_writable()
+        return RangeEntries(self._writes.range_sources(low, high) +
+                            self._current().range_sources(low, high, None))
 
     def get_many_raw(self, probes: Varlen) -> ManyFound:
         """Stored-form keys (Arrow-style offsets + data) as this transaction sees

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from ..kernels.merge import Entries, merge
 from .batch import entries_from_lists
 from .many import ManyFound
+from .ranges import Source, pairs_source, sorted_source
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries
 from .store import newest_by_key_with_deletes
@@ -68,6 +69,16 @@ class WriteSet:
             else:
                 layer.find_many(found)
 
+    def range_sources(self, start: bytes | None, end: bytes | None) -> list[Source]:
+        """This transaction's changes in ``[start, end)``, newest layer first."""
+        sources = []
+        for layer in reversed(self._layers):
+            if isinstance(layer, dict):
+                sources.append(pairs_source(_changes_in(layer, start, end)))
+            else:
+                sources.append(sorted_source(layer, start, end))
+        return sources
+
     def items(self, start: bytes | None,
               end: bytes | None) -> Iterator[tuple[bytes, bytes | None]]:
         """This transaction's changes in ``[start, end)`` in key order, newest winning
@@ -75,9 +86,7 @@ class WriteSet:
         sources = []
         for layer in reversed(self._layers):
             if isinstance(layer, dict):
-                sources.append(iter(sorted(
-                    (k, v) for k, v in layer.items()
-                    if (start is None or k >= start) and (end is None or k < end))))
+                sources.append(iter(_changes_in(layer, start, end)))
             else:
                 sources.append((k, v if kind == PUT else None)
                                for k, kind, v in layer.items(start, end))
@@ -112,3 +121,10 @@ def _versions_in(changes: Changes) -> Callable[[bytes], tuple[int, bytes | None]
     def version(key: bytes) -> tuple[int, bytes | None] | None:
         return (0, changes[key]) if key in changes else None
     return version
+
+
+def _changes_in(changes: Changes, start: bytes | None,
+                end: bytes | None) -> list[tuple[bytes, bytes | None]]:
+    """The changes with ``start <= key < end``, in key order."""
+    return sorted((k, v) for k, v in changes.items()
+                  if (start is None or k >= start) and (end is None or k < end))

@@ -14,13 +14,13 @@ section 8.1.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import CorruptionError
+from ..kernels.keycodec import Varlen
 from ..kernels.sort import gather_slices
 
 _FIXED, _BOOL, _VAR = 0, 1, 2
@@ -131,17 +131,16 @@ class _ColumnBytes:
         return self._data[self._values[at] : self._values[at + 1]].tobytes()
 
 
-def decode_rows(schema: pa.Schema, values: Sequence[bytes], where: str) -> pa.Table:
-    """Rows stored by :func:`encode_rows`, as a table of ``schema``; damage raises
-    :class:`CorruptionError` naming ``where``."""
+def decode_rows(schema: pa.Schema, values: Varlen, where: str) -> pa.Table:
+    """Rows stored by :func:`encode_rows` (Arrow-style ``(offsets, data)``), as a table
+    of ``schema``; damage raises :class:`CorruptionError` naming ``where``."""
     layout = _layout(schema)
-    n = len(values)
-    lengths = np.fromiter(map(len, values), np.int64, n)
+    offsets, blob = values
+    n = offsets.size - 1
+    starts = offsets[:-1]
+    lengths = np.diff(offsets)
     if n and lengths.min() < layout.fixed_size:
         raise CorruptionError(f"{where}: a stored row is shorter than its fixed part")
-    blob = np.frombuffer(b"".join(values), np.uint8)
-    starts = np.zeros(n, np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
     fixed = blob[starts[:, None] + np.arange(layout.fixed_size)]
     if (fixed[:, 0].astype(np.int64) | (fixed[:, 1].astype(np.int64) << 8)
             != len(schema)).any():

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import CorruptionError, SchemaError
+from ..kernels.keycodec import Varlen
 from ..kernels.sort import gather_slices
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
@@ -249,19 +250,36 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
     return gathered.take(pa.array(inverse))
 
 
-def live_chunks(view: KvView, definition: TableDef,
+def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | None = None,
                 ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
-    """(chunk number, row numbers, rows) of every chunk, deleted rows left out (the
-    stored row count is ``len(row numbers) + deleted``; see :func:`deleted_rows`),
-    then of the tail (chunk number :data:`~.tail.TAIL_CHUNK`) if it has rows."""
-    low = CHUNKS + table_part(definition)
-    for key, value in view.scan_raw(low, prefix_end(low)):
-        chunk = int.from_bytes(key[-4:], "big")
-        rows = read_chunk(definition, value)
+    """(chunk number, row numbers, rows: all columns or ``columns``) of every chunk,
+    deleted rows left out (the stored row count is ``len(row numbers) + deleted``;
+    see :func:`deleted_rows`), then of the tail (chunk number
+    :data:`~.tail.TAIL_CHUNK`) if it has rows.
+
+    Chunk keys and delete marks are read as arrays (one range read each); in a
+    snapshot, the columns of chunks lying in the mapped file are Arrow buffers over
+    the map itself (no copy), which keep its pages from reuse while they live."""
+    part = table_part(definition)
+    chunks = view.range_raw(CHUNKS + part, prefix_end(CHUNKS + part))
+    numbers = _key_numbers(definition, chunks.keys, len(CHUNKS) + 4, 1)[:, 0]
+    marked = _key_numbers(definition, view.range_raw(DELETED + part,
+                                                     prefix_end(DELETED + part)).keys,
+                          len(DELETED) + 4, 2)
+    firsts = np.searchsorted(marked[:, 0], numbers, side="left")
+    ends = np.searchsorted(marked[:, 0], numbers, side="right")
+    lease = view.lease() if isinstance(view, KvSnapshotView) else None
+    for i, chunk in enumerate(numbers.tolist()):
+        rows = read_chunk(definition, _arrow_buffer(chunks.value(i), lease))
+        if columns is not None:
+            rows = rows.select(list(columns))
         positions = np.arange(rows.num_rows)
-        deleted = deleted_rows(view, definition, chunk) \
-            if chunk_counts(view, definition, chunk)[1] else []
-        if deleted:
+        deleted = marked[firsts[i] : ends[i], 1]
+        if deleted.size:
+            if deleted[-1] >= rows.num_rows:
+                raise CorruptionError(f"table {definition.name!r}: a delete mark names row "
+                                      f"{deleted[-1]} of chunk {chunk}, which has "
+                                      f"{rows.num_rows}")
             keep = np.ones(rows.num_rows, bool)
             keep[deleted] = False
             positions = positions[keep]
@@ -269,37 +287,88 @@ def live_chunks(view: KvView, definition: TableDef,
         yield chunk, positions, rows
     seqs, rows = tail.read(view, definition)
     if rows.num_rows:
-        yield tail.TAIL_CHUNK, seqs, rows
+        yield tail.TAIL_CHUNK, seqs, rows if columns is None else rows.select(list(columns))
+
+
+def row_count(view: KvView, definition: TableDef) -> int:
+    """Live rows of the table, from the chunks' row counts and the tail's keys (no
+    chunk is read)."""
+    part = table_part(definition)
+    offsets, counts = view.range_raw(COUNTS + part, prefix_end(COUNTS + part)).values()
+    if (np.diff(offsets) != _COUNTS.size).any():
+        raise CorruptionError(f"table {definition.name!r}: a chunk's row counts are damaged")
+    stored_deleted = counts.view(">u4").astype(np.int64).reshape(-1, 2)
+    return int((stored_deleted[:, 0] - stored_deleted[:, 1]).sum()) + tail.count(view,
+                                                                                definition)
+
+
+def _arrow_buffer(value: Value, lease: object | None) -> pa.Buffer:
+    """``value`` as an Arrow buffer without a copy, holding ``lease`` (if any) for as
+    long as Arrow holds the memory."""
+    if isinstance(value, bytes):
+        return pa.py_buffer(value)
+    return pa.foreign_buffer(value.ctypes.data, value.nbytes, base=(value, lease))
+
+
+def _key_numbers(definition: TableDef, keys: Varlen, skip: int, count: int) -> np.ndarray:
+    """The ``count`` u32 big-endian numbers after the first ``skip`` bytes of each key
+    (all ``skip + 4 * count`` bytes long), as an int64 array of ``count`` columns."""
+    offsets, data = keys
+    width = skip + 4 * count
+    if (np.diff(offsets) != width).any():
+        raise CorruptionError(f"table {definition.name!r}: a row key has the wrong length")
+    numbers = data.reshape(-1, width)[:, skip:].copy().view(">u4")
+    return numbers.astype(np.int64).reshape(-1, count)
 
 
 def deleted_rows(view: KvView, definition: TableDef, chunk: int) -> list[int]:
     """Row numbers of chunk ``chunk`` marked deleted."""
     marks = DELETED + table_part(definition) + chunk.to_bytes(4, "big")
-    return [int.from_bytes(k[-4:], "big") for k, _ in view.scan_raw(marks, prefix_end(marks))]
+    keys = view.range_raw(marks, prefix_end(marks)).keys
+    rows: list[int] = _key_numbers(definition, keys, len(marks), 1)[:, 0].tolist()
+    return rows
 
 
 def matching(definition: TableDef, rows: pa.Table,
              filter: pc.Expression | None) -> np.ndarray:
-    """Mask of the rows for which ``filter`` holds (all if None)."""
+    """Mask of the rows for which ``filter`` holds (all if None); the filter sees only
+    the columns its text names (so only they are copied), or all if that fails."""
     if filter is None:
         return np.ones(rows.num_rows, bool)
-    numbered = rows.append_column(_ROW_NUMBER, pa.array(np.arange(rows.num_rows)))
-    try:
-        kept = numbered.filter(filter).column(_ROW_NUMBER).to_numpy()
-    except (pa.ArrowException, TypeError) as e:
-        raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be "
-                          f"evaluated ({e})") from None
+    named = [c for c in rows.column_names if c in str(filter)]
+    for candidates in (rows.select(named), rows):
+        numbered = candidates.append_column(_ROW_NUMBER, pa.array(np.arange(rows.num_rows)))
+        try:
+            kept = numbered.filter(filter).column(_ROW_NUMBER).to_numpy()
+            break
+        except (pa.ArrowException, TypeError) as e:
+            if candidates is rows:
+                raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be "
+                                  f"evaluated ({e})") from None
     result = np.zeros(rows.num_rows, bool)
     result[kept] = True
     return result
 
 
-def filtered_chunks(view: KvView, definition: TableDef,
-                    filter: pc.Expression | None) -> Iterator[pa.Table]:
-    """Every chunk's live rows for which ``filter`` holds (all if None)."""
+def filtered_chunks(view: KvView, definition: TableDef, filter: pc.Expression | None,
+                    columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+    """Every chunk's live rows (all columns or ``columns``) for which ``filter`` holds
+    (all if None)."""
+    if filter is None:
+        for _, _, rows in live_chunks(view, definition, columns):
+            yield rows
+        return
     for _, _, rows in live_chunks(view, definition):
-        yield rows if filter is None else rows.filter(pa.array(matching(definition, rows,
-                                                                          filter)))
+        hit = rows.filter(pa.array(matching(definition, rows, filter)))
+        yield hit if columns is None else hit.select(list(columns))
+
+
+def count(view: KvView, definition: TableDef, filter: pc.Expression | None) -> int:
+    """Live rows (for which ``filter`` holds)."""
+    if filter is None:
+        return row_count(view, definition)
+    return sum(int(matching(definition, rows, filter).sum())
+               for _, _, rows in live_chunks(view, definition))
 
 
 def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
@@ -309,8 +378,8 @@ def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
         missing = [c for c in columns if c not in definition.schema.names]
         if missing:
             raise SchemaError(f"table {definition.name!r} has no column {missing[0]!r}")
-    parts = [rows if columns is None else rows.select(list(columns))
-             for rows in filtered_chunks(view, definition, filter) if rows.num_rows]
+    parts = [rows for rows in filtered_chunks(view, definition, filter, columns)
+             if rows.num_rows]
     if not parts:
         empty = definition.schema.empty_table()
         return empty if columns is None else empty.select(list(columns))

@@ -87,8 +87,7 @@ class Table:
     def count(self, filter: pc.Expression | None = None) -> int:
         """Number of rows (for which ``filter`` holds)."""
         with self._reading() as (view, definition):
-            return sum(chunk.num_rows
-                       for chunk in rows.filtered_chunks(view, definition, filter))
+            return rows.count(view, definition, filter)
 
     @property
     def indexes(self) -> list[dict[str, Any]]:

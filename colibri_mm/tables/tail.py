@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import CorruptionError
+from ..kernels.search import pack_varlen
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.views import KvTransactionView, KvView
 from .catalog import TableDef, table_part
@@ -77,19 +78,25 @@ def rows_at(view: KvView, definition: TableDef, seqs: Sequence[int]) -> pa.Table
             raise CorruptionError(f"table {definition.name!r}: an index points at tail "
                                   f"row {seq}, which is missing")
         values.append(value)
-    return decode_rows(definition.schema, values, _where(definition))
+    return decode_rows(definition.schema, pack_varlen(values), _where(definition))
 
 
 def read(view: KvView, definition: TableDef) -> tuple[np.ndarray, pa.Table]:
     """(seqs, rows) of every tail row, in ``seq`` order."""
     low = _prefix(definition)
-    seqs = []
-    values = []
-    for key, value in view.scan_raw(low, prefix_end(low)):
-        seqs.append(int.from_bytes(key[-4:], "big"))
-        values.append(value)
-    return np.array(seqs, np.int64), decode_rows(definition.schema, values,
-                                                 _where(definition))
+    found = view.range_raw(low, prefix_end(low))
+    key_offsets, keys = found.keys
+    if (np.diff(key_offsets) != len(low) + 4).any():
+        raise CorruptionError(f"{_where(definition)}: a key has the wrong length")
+    seqs = keys.reshape(-1, len(low) + 4)[:, len(low):].copy().view(">u4")
+    return seqs.astype(np.int64).reshape(-1), decode_rows(definition.schema, found.values(),
+                                                          _where(definition))
+
+
+def count(view: KvView, definition: TableDef) -> int:
+    """Number of tail rows."""
+    low = _prefix(definition)
+    return len(view.range_raw(low, prefix_end(low)))
 
 
 def _where(definition: TableDef) -> str:

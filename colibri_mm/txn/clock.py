@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from typing import Generic, TypeVar
 
 State = TypeVar("State")
+
+
+class Lease:
+    """Holds a snapshot's state registered until it is garbage collected."""
 
 
 class CommitClock(Generic[State]):
@@ -56,6 +61,16 @@ class CommitClock(Generic[State]):
             snapshot_id = next(self._ids)
             self._snapshots[snapshot_id] = (self.published, self.state)
             return snapshot_id, self.published, self.state
+
+    def lease(self, csn: int, state: State) -> Lease:
+        """Keep ``state`` at ``csn`` registered like a snapshot for as long as the
+        returned object lives (zero-copy data read from it holds the object)."""
+        with self._lock:
+            snapshot_id = next(self._ids)
+            self._snapshots[snapshot_id] = (csn, state)
+        lease = Lease()
+        weakref.finalize(lease, self.close_snapshot, snapshot_id)
+        return lease
 
     def close_snapshot(self, snapshot_id: int) -> None:
         """Forget a snapshot (idempotent)."""

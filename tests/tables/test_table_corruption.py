@@ -37,6 +37,8 @@ def build(directory: Path, checkpoint: bool) -> list[object]:
             models.append(models[-1].after(i))
         if checkpoint:
             db.checkpoint()
+    # Read after close: a background checkpoint may still have been writing before.
+    with cm.connect(directory, readonly=True) as db:
         used_pages = db.stats()["data_pages_used"]
     os.truncate(directory / "data.pages", used_pages * OPTIONS["page_size"])
     return models

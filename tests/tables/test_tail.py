@@ -14,6 +14,7 @@ from table_types import EVERY_TYPE
 
 import colibri_mm as cm
 from colibri_mm.errors import CorruptionError
+from colibri_mm.kernels.search import pack_varlen
 from colibri_mm.tables import registry, tail
 from colibri_mm.tables import rows as table_rows
 from colibri_mm.tables.row_format import decode_rows, encode_rows
@@ -49,7 +50,7 @@ def test_rows_of_every_type_read_back_as_written(picks: list[int | None], offset
     rows = [null_row() if p is None else every_type_row(p) for p in picks]
     padding = [every_type_row(99)] * offset
     table = pa.Table.from_pylist(padding + rows, schema=EVERY_TYPE).slice(offset)
-    back = decode_rows(EVERY_TYPE, encode_rows(table), "test")
+    back = decode_rows(EVERY_TYPE, pack_varlen(encode_rows(table)), "test")
     assert back.schema == EVERY_TYPE
     for name in EVERY_TYPE.names:
         assert logical(back.column(name)).equals(logical(table.column(name))), name
@@ -69,7 +70,7 @@ def test_damaged_rows_are_named_corruption() -> None:
                           (b"\x07\x00" + value[2:], "number of columns"),
                           (value + b"!", "length does not match")]:
         with pytest.raises(CorruptionError, match=what):
-            decode_rows(EVERY_TYPE, [damaged], "table 't', tail rows")
+            decode_rows(EVERY_TYPE, pack_varlen([damaged]), "table 't', tail rows")
 
 
 # -- tails of tables ----------------------------------------------------------------------
