@@ -69,13 +69,17 @@ class TableDef:
                              "indexes": [{"id": i.index_id, "columns": list(i.columns),
                                           "kind": i.kind} for i in self.indexes]}).encode()
         schema = self.schema.serialize().to_pybytes()
-        parts = [_LENGTH.pack(len(header)), header, _LENGTH.pack(len(schema)), schema]
+        defaults = b""
         if self.defaults is not None:
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, self.defaults.schema) as stream:
                 stream.write_batch(self.defaults)
-            parts.append(sink.getvalue().to_pybytes())
-        return b"".join(parts)
+            defaults = sink.getvalue().to_pybytes()
+        # JSON may end in spaces: they make the value a multiple of 8 bytes long, so
+        # values stored after it in a sorted run (a table's chunks) stay aligned.
+        header += b" " * (-(8 + len(header) + len(schema) + len(defaults)) % 8)
+        return b"".join([_LENGTH.pack(len(header)), header, _LENGTH.pack(len(schema)),
+                         schema, defaults])
 
     @staticmethod
     def decode(data: bytes) -> TableDef:

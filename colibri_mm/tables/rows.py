@@ -46,6 +46,7 @@ SMALL = SYSTEM_PREFIX + b"\x08"
 _COUNTS = struct.Struct(">II")
 ROW_ID = struct.Struct(">Q")
 
+_NO_POSITIONS = np.empty(0, np.int64)
 _ROW_NUMBER = "\x00row"
 """The name of the row-number column :func:`matching` adds while it filters (a name
 no real column is expected to have)."""
@@ -94,14 +95,26 @@ def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None
     return view.get_raw(key)
 
 
-def _parse(value: Value) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(value)).read_all()
+def _parse(value: Value | pa.Buffer, columns: Sequence[int] | None = None) -> pa.Table:
+    """A chunk's rows (only the stored columns at positions ``columns``, if given);
+    a buffer that is not aligned for its type is copied (Arrow requires it), every
+    other one is read in place."""
+    options = pa.ipc.IpcReadOptions(ensure_alignment=pa.ipc.Alignment.DataTypeSpecific,
+                                    included_fields=columns)
+    source = value if isinstance(value, pa.Buffer) else pa.py_buffer(value)
+    return pa.ipc.open_stream(source, options=options).read_all()
 
 
-def read_chunk(definition: TableDef, value: Value) -> pa.Table:
+def read_chunk(definition: TableDef, value: Value | pa.Buffer,
+               columns: Sequence[str] | None = None) -> pa.Table:
     """A stored chunk as a table of the current schema (columns added later filled
-    with their defaults)."""
-    return _current_schema(definition, _parse(value))
+    with their defaults), or of just ``columns``."""
+    if columns is None:
+        return _current_schema(definition, _parse(value))
+    names = definition.schema.names
+    if definition.defaults is None:  # no column was added: every chunk has them all
+        return _parse(value, [names.index(c) for c in columns])
+    return _current_schema(definition, _parse(value)).select(list(columns))
 
 
 def _cached_chunk(view: KvView, definition: TableDef, chunk: int,
@@ -251,11 +264,12 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
 
 
 def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | None = None,
-                ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
+                numbered: bool = True) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
     """(chunk number, row numbers, rows: all columns or ``columns``) of every chunk,
     deleted rows left out (the stored row count is ``len(row numbers) + deleted``;
     see :func:`deleted_rows`), then of the tail (chunk number
-    :data:`~.tail.TAIL_CHUNK`) if it has rows.
+    :data:`~.tail.TAIL_CHUNK`) if it has rows. Without ``numbered``, row numbers
+    are left empty (readers of rows only).
 
     Chunk keys and delete marks are read as arrays (one range read each); in a
     snapshot, the columns of chunks lying in the mapped file are Arrow buffers over
@@ -270,10 +284,8 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
     ends = np.searchsorted(marked[:, 0], numbers, side="right")
     lease = view.lease() if isinstance(view, KvSnapshotView) else None
     for i, chunk in enumerate(numbers.tolist()):
-        rows = read_chunk(definition, _arrow_buffer(chunks.value(i), lease))
-        if columns is not None:
-            rows = rows.select(list(columns))
-        positions = np.arange(rows.num_rows)
+        rows = read_chunk(definition, _arrow_buffer(chunks.value(i), lease), columns)
+        positions = np.arange(rows.num_rows) if numbered else _NO_POSITIONS
         deleted = marked[firsts[i] : ends[i], 1]
         if deleted.size:
             if deleted[-1] >= rows.num_rows:
@@ -282,7 +294,7 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
                                       f"{rows.num_rows}")
             keep = np.ones(rows.num_rows, bool)
             keep[deleted] = False
-            positions = positions[keep]
+            positions = positions[keep] if numbered else positions
             rows = rows.filter(pa.array(keep))
         yield chunk, positions, rows
     seqs, rows = tail.read(view, definition)
@@ -331,44 +343,62 @@ def deleted_rows(view: KvView, definition: TableDef, chunk: int) -> list[int]:
 
 def matching(definition: TableDef, rows: pa.Table,
              filter: pc.Expression | None) -> np.ndarray:
-    """Mask of the rows for which ``filter`` holds (all if None); the filter sees only
-    the columns its text names (so only they are copied), or all if that fails."""
+    """Mask of the rows for which ``filter`` holds (all if None)."""
     if filter is None:
         return np.ones(rows.num_rows, bool)
-    named = [c for c in rows.column_names if c in str(filter)]
-    for candidates in (rows.select(named), rows):
-        numbered = candidates.append_column(_ROW_NUMBER, pa.array(np.arange(rows.num_rows)))
+    numbered = rows.append_column(_ROW_NUMBER, pa.array(np.arange(rows.num_rows)))
+    kept = _filtered(definition, numbered, filter, [_ROW_NUMBER]).column(_ROW_NUMBER)
+    result = np.zeros(rows.num_rows, bool)
+    result[kept.to_numpy()] = True
+    return result
+
+
+def _filtered(definition: TableDef, rows: pa.Table, filter: pc.Expression,
+              keep: Sequence[str] | None) -> pa.Table:
+    """The rows for which ``filter`` holds, with columns ``keep`` (all if None). The
+    filter first sees only the columns its text names besides those (so only they
+    are copied), all of them if that fails."""
+    tries = [rows]
+    if keep is not None:
+        text = str(filter)
+        tries.insert(0, rows.select([c for c in rows.column_names if c in text or c in keep]))
+    for candidates in tries:
         try:
-            kept = numbered.filter(filter).column(_ROW_NUMBER).to_numpy()
-            break
+            hit = candidates.filter(filter)
+            return hit if keep is None else hit.select(list(keep))
         except (pa.ArrowException, TypeError) as e:
             if candidates is rows:
                 raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be "
                                   f"evaluated ({e})") from None
-    result = np.zeros(rows.num_rows, bool)
-    result[kept] = True
-    return result
+    raise AssertionError("unreachable")
 
 
-def filtered_chunks(view: KvView, definition: TableDef, filter: pc.Expression | None,
-                    columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
-    """Every chunk's live rows (all columns or ``columns``) for which ``filter`` holds
-    (all if None)."""
+def _whole(definition: TableDef, chunks: Iterator[tuple[int, np.ndarray, pa.Table]],
+           columns: Sequence[str] | None) -> pa.Table:
+    """The rows of ``chunks`` as one table, without copying."""
+    parts = [rows for _, _, rows in chunks if rows.num_rows]
+    if parts:
+        return pa.concat_tables(parts)
+    empty = definition.schema.empty_table()
+    return empty if columns is None else empty.select(list(columns))
+
+
+def filtered(view: KvView, definition: TableDef, filter: pc.Expression | None,
+             columns: Sequence[str] | None = None) -> pa.Table:
+    """The live rows (all columns or ``columns``) for which ``filter`` holds (all if
+    None); the filter runs once over the whole table (Arrow's engine, threaded)."""
     if filter is None:
-        for _, _, rows in live_chunks(view, definition, columns):
-            yield rows
-        return
-    for _, _, rows in live_chunks(view, definition):
-        hit = rows.filter(pa.array(matching(definition, rows, filter)))
-        yield hit if columns is None else hit.select(list(columns))
+        return _whole(definition, live_chunks(view, definition, columns, numbered=False),
+                      columns)
+    rows = _whole(definition, live_chunks(view, definition, numbered=False), None)
+    return _filtered(definition, rows, filter, columns)
 
 
 def count(view: KvView, definition: TableDef, filter: pc.Expression | None) -> int:
     """Live rows (for which ``filter`` holds)."""
     if filter is None:
         return row_count(view, definition)
-    return sum(int(matching(definition, rows, filter).sum())
-               for _, _, rows in live_chunks(view, definition))
+    return int(filtered(view, definition, filter, []).num_rows)
 
 
 def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
@@ -378,9 +408,4 @@ def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
         missing = [c for c in columns if c not in definition.schema.names]
         if missing:
             raise SchemaError(f"table {definition.name!r} has no column {missing[0]!r}")
-    parts = [rows for rows in filtered_chunks(view, definition, filter, columns)
-             if rows.num_rows]
-    if not parts:
-        empty = definition.schema.empty_table()
-        return empty if columns is None else empty.select(list(columns))
-    return pa.concat_tables(parts)
+    return filtered(view, definition, filter, columns)

@@ -85,6 +85,8 @@ def read(view: KvView, definition: TableDef) -> tuple[np.ndarray, pa.Table]:
     """(seqs, rows) of every tail row, in ``seq`` order."""
     low = _prefix(definition)
     found = view.range_raw(low, prefix_end(low))
+    if not len(found):
+        return np.empty(0, np.int64), definition.schema.empty_table()
     key_offsets, keys = found.keys
     if (np.diff(key_offsets) != len(low) + 4).any():
         raise CorruptionError(f"{_where(definition)}: a key has the wrong length")

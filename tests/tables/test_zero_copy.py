@@ -40,6 +40,16 @@ def test_a_scan_of_checkpointed_chunks_does_not_copy(tmp_path: Path) -> None:
         for chunk in x.chunks:
             address = chunk.buffers()[1].address
             assert start <= address < end
+            assert address % 8 == 0
+        # Chunks are padded to 64 bytes and table definitions to 8, so the chunks of
+        # a run stay aligned one after the other.
+        with db.snapshot() as snap:
+            chunk_values = [v for k, v in snap.kv.scan_raw(b"\x01\x03", b"\x01\x04")]
+            definition = snap.kv.get_raw(b"\x01\x01Tt")
+        assert chunk_values and all(len(v) % 64 == 0 for v in chunk_values)
+        assert definition is not None and len(definition) % 8 == 0
+        assert db.table("t").count(pc.field("x") > 7000) == sum(
+            1 for i in range(ROWS) if i / 7 > 7000)
         assert pc.sum(x).as_py() == sum(range(ROWS)) / 7
 
 
