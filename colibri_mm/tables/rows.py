@@ -31,7 +31,7 @@ from ..kernels.sort import gather_slices
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView, KvView
-from . import tail
+from . import stats, tail
 from .catalog import TableDef, table_part
 from .chunk_cache import ChunkCache
 from .conform import column_array
@@ -264,12 +264,13 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
 
 
 def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | None = None,
-                numbered: bool = True) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
+                numbered: bool = True, skip: set[int] | frozenset[int] = frozenset(),
+                ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
     """(chunk number, row numbers, rows: all columns or ``columns``) of every chunk,
     deleted rows left out (the stored row count is ``len(row numbers) + deleted``;
     see :func:`deleted_rows`), then of the tail (chunk number
     :data:`~.tail.TAIL_CHUNK`) if it has rows. Without ``numbered``, row numbers
-    are left empty (readers of rows only).
+    are left empty (readers of rows only); chunks in ``skip`` are not read.
 
     Chunk keys and delete marks are read as arrays (one range read each); in a
     snapshot, the columns of chunks lying in the mapped file are Arrow buffers over
@@ -284,6 +285,8 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
     ends = np.searchsorted(marked[:, 0], numbers, side="right")
     lease = view.lease() if isinstance(view, KvSnapshotView) else None
     for i, chunk in enumerate(numbers.tolist()):
+        if chunk in skip:
+            continue
         rows = read_chunk(definition, _arrow_buffer(chunks.value(i), lease), columns)
         positions = np.arange(rows.num_rows) if numbered else _NO_POSITIONS
         deleted = marked[firsts[i] : ends[i], 1]
@@ -390,7 +393,8 @@ def filtered(view: KvView, definition: TableDef, filter: pc.Expression | None,
     if filter is None:
         return _whole(definition, live_chunks(view, definition, columns, numbered=False),
                       columns)
-    rows = _whole(definition, live_chunks(view, definition, numbered=False), None)
+    skip = stats.skipped_chunks(view, definition, filter)
+    rows = _whole(definition, live_chunks(view, definition, numbered=False, skip=skip), None)
     return _filtered(definition, rows, filter, columns)
 
 

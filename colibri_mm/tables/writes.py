@@ -48,6 +48,7 @@ from .rows import (
     matching,
     rows_at,
 )
+from .stats import encode_stats, stats_key
 
 SMALL_CHUNKS = 16
 """Chunks under half full that a table collects before a write merges them."""
@@ -248,6 +249,7 @@ def compact(view: KvTransactionView, definition: TableDef, settings: WriteSettin
             continue
         view.put_raw(chunk_key(definition, chunk), None)
         view.put_raw(counts_key(definition, chunk), None)
+        view.put_raw(stats_key(definition, chunk), None)
         for row in deleted:
             view.put_raw(deleted_key(definition, chunk, row), None)
     live = [rows for _, _, rows, _ in victims if rows.num_rows]
@@ -373,6 +375,7 @@ def _write_chunks(view: KvTransactionView, definition: TableDef, table: pa.Table
         part = table.slice(start, chunk_rows)
         view.put_raw(chunk_key(definition, chunk), _ipc(part))
         view.put_raw(counts_key(definition, chunk), encode_counts(part.num_rows, 0))
+        view.put_raw(stats_key(definition, chunk), encode_stats(part))
         chunk += 1
     view.put_raw(next_key, chunk.to_bytes(4, "big"))
     positions = np.arange(n, dtype=np.uint64)
