@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -19,18 +20,30 @@ DEFAULT_BYTES = 64 << 20
 """Default bound on the Arrow bytes the cache holds."""
 
 
+class CachedChunk(NamedTuple):
+    """A parsed chunk, and its columns as arrays (what point reads index into)."""
+
+    rows: pa.Table
+    arrays: list[pa.Array]
+
+    @property
+    def nbytes(self) -> int:
+        """Arrow bytes held."""
+        return int(self.rows.nbytes)
+
+
 class ChunkCache:
     """Parsed chunks by (table id, chunk number), at most ``max_bytes`` of them."""
 
     def __init__(self, max_bytes: int = DEFAULT_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._chunks: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
+        self._chunks: OrderedDict[tuple[int, int], CachedChunk] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, table_id: int, chunk: int) -> pa.Table | None:
+    def get(self, table_id: int, chunk: int) -> CachedChunk | None:
         """The parsed chunk, or None (counted as a miss)."""
         with self._lock:
             found = self._chunks.get((table_id, chunk))
@@ -41,20 +54,24 @@ class ChunkCache:
             self.hits += 1
             return found
 
-    def put(self, table_id: int, chunk: int, rows: pa.Table) -> None:
-        """Keep ``rows`` (parsed from a private copy), evicting the oldest over the bound."""
-        size = int(rows.nbytes)
+    def put(self, table_id: int, chunk: int, rows: pa.Table) -> CachedChunk:
+        """Keep ``rows`` (parsed from a private copy), evicting the oldest over the
+        bound; returns the entry (kept or, if bigger than the bound, not)."""
+        entry = CachedChunk(rows, [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
+                                   for c in rows.columns])
+        size = entry.nbytes
         if size > self.max_bytes:
-            return
+            return entry
         with self._lock:
             old = self._chunks.pop((table_id, chunk), None)
             if old is not None:
-                self._bytes -= int(old.nbytes)
-            self._chunks[(table_id, chunk)] = rows
+                self._bytes -= old.nbytes
+            self._chunks[(table_id, chunk)] = entry
             self._bytes += size
             while self._bytes > self.max_bytes:
                 _, evicted = self._chunks.popitem(last=False)
-                self._bytes -= int(evicted.nbytes)
+                self._bytes -= evicted.nbytes
+        return entry
 
     @property
     def nbytes(self) -> int:

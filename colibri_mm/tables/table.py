@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +16,8 @@ from .catalog import TableDef
 from .indexes import open_index
 from .scan import Scan
 from .verify import verify_table
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ..database import Database
@@ -37,19 +38,20 @@ class Table:
         self._name = name
         self._snapshot = snapshot
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[tuple[KvSnapshotView, TableDef]]:
-        """The key/value view to read through and the table's definition in it."""
+    def _read(self, work: Callable[[KvSnapshotView, TableDef], T]) -> T:
+        """``work(view, definition)`` in this table's snapshot, or in one taken now
+        (a plain call, not a generator context: point reads are that hot)."""
         if self._snapshot is not None:
             view = self._snapshot.kv
-            yield view, registry.lookup(view, self._name)
-            return
-        with self._db.snapshot() as snap:
-            yield snap.kv, registry.lookup(snap.kv, self._name)
+            return work(view, registry.lookup(view, self._name))
+        snap = self._db.snapshot()
+        try:
+            return work(snap.kv, registry.lookup(snap.kv, self._name))
+        finally:
+            snap.close()
 
     def _definition(self) -> TableDef:
-        with self._reading() as (_, definition):
-            return definition
+        return self._read(lambda _, definition: definition)
 
     @property
     def name(self) -> str:
@@ -69,25 +71,25 @@ class Table:
     def get(self, key: Any) -> dict[str, Any] | None:
         """The row with primary key ``key`` (a value; a tuple for a key of several
         columns) as a dict, or None."""
-        with self._reading() as (view, definition):
-            return rows.get(view, definition, key, self._db.chunk_cache)
+        cache = self._db.chunk_cache
+        return self._read(lambda view, definition: rows.get(view, definition, key, cache))
 
     def get_many(self, keys: Sequence[Any]) -> pa.Table:
         """The rows with the given primary keys that exist, in the order of ``keys``."""
-        with self._reading() as (view, definition):
-            return rows.get_many(view, definition, keys, self._db.chunk_cache)
+        cache = self._db.chunk_cache
+        return self._read(lambda view, definition: rows.get_many(view, definition, keys,
+                                                                 cache))
 
     def scan(self, columns: Sequence[str] | None = None,
              filter: pc.Expression | None = None) -> Scan:
         """The rows of a snapshot taken now (``columns``: a projection; ``filter``: a
         ``pyarrow.compute`` expression such as ``pc.field("x") > 0.5``)."""
-        with self._reading() as (view, definition):
-            return Scan(rows.scan(view, definition, columns, filter))
+        return self._read(lambda view, definition: Scan(rows.scan(view, definition, columns,
+                                                                  filter)))
 
     def count(self, filter: pc.Expression | None = None) -> int:
         """Number of rows (for which ``filter`` holds)."""
-        with self._reading() as (view, definition):
-            return rows.count(view, definition, filter)
+        return self._read(lambda view, definition: rows.count(view, definition, filter))
 
     @property
     def indexes(self) -> list[dict[str, Any]]:
@@ -111,26 +113,28 @@ class Table:
         secondary index on exactly those columns when there is one, else a scan."""
         if not where:
             raise ValueError("find needs at least one column = value")
-        with self._reading() as (view, definition):
-            unknown = [c for c in where if c not in definition.schema.names]
-            if unknown:
-                raise SchemaError(f"table {self._name!r} has no column {unknown[0]!r}")
-            for index_def in sorted(definition.indexes, key=lambda i: i.kind != "hash"):
-                if set(index_def.columns) == set(where):
-                    index = open_index(definition, index_def)
-                    found = index.lookup(view, [where[c] for c in index_def.columns])
-                    return rows.fetch(view, definition, found, self._db.chunk_cache)
-            condition = None
-            for column, value in where.items():
-                term = pc.field(column).is_null() if value is None else \
-                    pc.field(column) == pa.scalar(value, definition.schema.field(column).type)
-                condition = term if condition is None else condition & term
-            return rows.scan(view, definition, None, condition)
+        return self._read(lambda view, definition: self._find(view, definition, where))
+
+    def _find(self, view: KvSnapshotView, definition: TableDef,
+              where: dict[str, Any]) -> pa.Table:
+        unknown = [c for c in where if c not in definition.schema.names]
+        if unknown:
+            raise SchemaError(f"table {self._name!r} has no column {unknown[0]!r}")
+        for index_def in sorted(definition.indexes, key=lambda i: i.kind != "hash"):
+            if set(index_def.columns) == set(where):
+                index = open_index(definition, index_def)
+                found = index.lookup(view, [where[c] for c in index_def.columns])
+                return rows.fetch(view, definition, found, self._db.chunk_cache)
+        condition = None
+        for column, value in where.items():
+            term = pc.field(column).is_null() if value is None else \
+                pc.field(column) == pa.scalar(value, definition.schema.field(column).type)
+            condition = term if condition is None else condition & term
+        return rows.scan(view, definition, None, condition)
 
     def verify(self) -> list[str]:
         """Problems found checking every index against the rows (empty: all good)."""
-        with self._reading() as (view, definition):
-            return verify_table(view, definition)
+        return self._read(verify_table)
 
     def _refuse_in_snapshot(self, what: str) -> None:
         if self._snapshot is not None:
