@@ -40,7 +40,7 @@ from .options import Options
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
 from .storage.pagefile import DATA_NAME, PageFile
-from .tables import registry
+from .tables import registry, writes
 from .tables.chunk_cache import ChunkCache
 from .tables.table import Table
 from .tables.writes import WriteSettings
@@ -415,9 +415,10 @@ class Database:
             return registry.names(snap.kv)
 
     def drop_table(self, name: str) -> None:
-        """Remove table ``name`` (in a transaction of its own)."""
+        """Remove table ``name`` and its rows and indexes (in a transaction of its
+        own; snapshots already open keep seeing it)."""
         with self.transaction() as tx:
-            registry.drop(tx.kv, name)
+            writes.drop_rows(tx.kv, registry.drop(tx.kv, name))
 
     def rename_table(self, old: str, new: str) -> None:
         """Rename table ``old`` to ``new`` (in a transaction of its own)."""

@@ -20,17 +20,23 @@ import pyarrow.compute as pc
 
 from ..errors import ConstraintError, SchemaError
 from ..kernels.keycodec import Varlen
+from ..kernels.merge import Entries
 from ..kernels.sort import gather_slices, sorted_distinct
 from ..kv.batch import entries_from_slices
-from ..kv.records import PUT
+from ..kv.keys import prefix_end
+from ..kv.records import DELETE, PUT
 from ..kv.views import KvTransactionView
 from . import tail
 from .catalog import TableDef, table_part
 from .chunk_cache import ChunkCache
 from .conform import column_array, conform
-from .indexes import indexes_of
+from .indexes import SECONDARY, indexes_of
 from .keys import encode_keys
 from .rows import (
+    CHUNKS,
+    COUNTS,
+    DELETED,
+    INDEX,
     NEXT_CHUNK,
     ROW_ID,
     SMALL,
@@ -48,7 +54,7 @@ from .rows import (
     matching,
     rows_at,
 )
-from .stats import encode_stats, stats_key
+from .stats import STATS, encode_stats, stats_key
 
 SMALL_CHUNKS = 16
 """Chunks under half full that a table collects before a write merges them."""
@@ -443,3 +449,22 @@ def _ipc(rows: pa.Table) -> bytes:
             stream.write_batch(batch)
     stream_bytes: bytes = sink.getvalue().to_pybytes()
     return stream_bytes + bytes(-len(stream_bytes) % 64)
+
+
+def drop_rows(view: KvTransactionView, definition: TableDef) -> int:
+    """Delete every key of the table's rows, indexes and bookkeeping (when it is
+    dropped), each key space with one sorted layer of delete markers; returns how
+    many keys. Snapshots older than the drop keep reading them."""
+    part = table_part(definition)
+    dropped = 0
+    for space in (INDEX, CHUNKS, NEXT_CHUNK, DELETED, COUNTS, SECONDARY, SMALL, tail.TAIL,
+                  tail.TAIL_STATE, STATS):
+        low = space + part
+        key_offsets, key_data = view.range_raw(low, prefix_end(low)).keys
+        count = key_offsets.size - 1
+        if count:
+            view.put_sorted_raw(Entries(np.full(count, DELETE, np.uint8), key_offsets,
+                                        key_data, np.zeros(count + 1, np.int64),
+                                        np.empty(0, np.uint8)))
+            dropped += count
+    return dropped

@@ -184,3 +184,33 @@ def test_table_ids_are_never_reused(db: cm.Database) -> None:
     db.create_table("a", pa.schema([("x", pa.int8())]))
     with db.snapshot() as snap:
         assert registry.lookup(snap.kv, "a").table_id == 2
+
+
+def test_drop_table_deletes_its_rows_and_indexes_but_not_for_older_snapshots(
+        tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
+    with cm.connect(tmp_path / "db", create=True, row_group_rows=100, tail_rows=16) as db:
+        for name in ("gone", "kept"):
+            db.create_table(name, schema, primary_key="id")
+            db.table(name).create_index("v", kind="hash")
+            with db.transaction() as tx:
+                tx.insert(name, {"id": list(range(500)), "v": [str(i % 9) for i in range(500)]})
+                tx.delete(name, 3)
+            with db.transaction() as tx:
+                tx.insert(name, [{"id": 1000, "v": "tail"}])
+
+        def engine_keys() -> int:
+            with db.snapshot() as snap:
+                return sum(1 for _ in snap.kv.scan_raw(b"\x01\x02", None))
+
+        with_both = engine_keys()
+        old = db.snapshot()
+        db.drop_table("gone")
+        assert engine_keys() == with_both // 2  # the two tables had the same keys
+        assert old.table("gone").count() == 500 and old.table("gone").get(1000) is not None
+        old.close()
+        db.checkpoint()
+        assert engine_keys() == with_both // 2
+        assert db.table("kept").count() == 500 and db.table("kept").verify() == []
+        db.create_table("gone", schema, primary_key="id")  # a new table, a new id
+        assert db.table("gone").count() == 0
