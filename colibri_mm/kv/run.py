@@ -25,24 +25,29 @@ from ..kernels.merge import Entries
 from ..kernels.search import SortedByteKeys
 from ..storage.catalog import ExtentRef
 from ..storage.pagefile import PageFile
+from .keys import SYSTEM_PREFIX
 from .sorted_entries import SortedEntries, Value
 
 MAGIC = b"COLIRUN\x00"
-_HEADER = struct.Struct("<8sQQQ")
+_HEADER = struct.Struct("<8sQQQQ")
 HEADER_BYTES = 64
+VALUE_ALIGNMENT = 64
+"""The engine's values (keys from 0x01 on) begin at a multiple of this in a run, so
+the table chunks stored there keep Arrow's alignment in the map."""
 
 
 def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def _layout(n: int, key_bytes: int, value_bytes: int) -> tuple[int, int, int, int, int, int]:
+def _layout(n: int, key_bytes: int, value_bytes: int,
+            gap: int) -> tuple[int, int, int, int, int, int]:
     """Byte offsets of (kinds, key_offsets, value_offsets, key_data, value_data, end)."""
     kinds = HEADER_BYTES
     key_offsets = _align8(kinds + n)
     value_offsets = key_offsets + 8 * (n + 1)
     key_data = value_offsets + 8 * (n + 1)
-    value_data = _align8(key_data + key_bytes)
+    value_data = _align8(key_data + key_bytes) + gap
     return kinds, key_offsets, value_offsets, key_data, value_data, value_data + value_bytes
 
 
@@ -51,10 +56,19 @@ def encode_run(entries: Entries, page_size: int) -> npt.NDArray[np.uint8]:
     n = entries.kinds.size
     key_bytes = int(entries.key_offsets[-1])
     value_bytes = int(entries.value_offsets[-1])
-    kinds, ko, vo, kd, vd, end = _layout(n, key_bytes, value_bytes)
+    # The gap before the values puts the first engine value at a multiple of
+    # VALUE_ALIGNMENT (user values, which come first, may have any length). Every
+    # stored key begins with its key-space byte.
+    user_value_bytes = 0
+    if n:
+        key_spaces = entries.key_data[entries.key_offsets[:-1]]
+        user_value_bytes = int(entries.value_offsets[np.searchsorted(key_spaces,
+                                                                     SYSTEM_PREFIX[0])])
+    gap = -(_layout(n, key_bytes, value_bytes, 0)[4] + user_value_bytes) % VALUE_ALIGNMENT
+    kinds, ko, vo, kd, vd, end = _layout(n, key_bytes, value_bytes, gap)
     image = np.zeros(-(-end // page_size) * page_size, np.uint8)
-    image[:_HEADER.size] = np.frombuffer(_HEADER.pack(MAGIC, n, key_bytes, value_bytes),
-                                         np.uint8)
+    image[:_HEADER.size] = np.frombuffer(
+        _HEADER.pack(MAGIC, n, key_bytes, value_bytes, gap), np.uint8)
     image[kinds : kinds + n] = entries.kinds
     image[ko : ko + 8 * (n + 1)] = entries.key_offsets.astype("<i8").view(np.uint8)
     image[vo : vo + 8 * (n + 1)] = entries.value_offsets.astype("<i8").view(np.uint8)
@@ -94,9 +108,10 @@ class Run:
                     raise CorruptionError(f"data page {page} of a sorted run fails its "
                                           "checksum", path=where,
                                           offset=page * self._pages.page_size)
-            magic, n, key_bytes, value_bytes = _HEADER.unpack(view[: _HEADER.size].tobytes())
-            kinds, ko, vo, kd, vd, end = _layout(n, key_bytes, value_bytes)
-            if magic != MAGIC or end > view.size:
+            magic, n, key_bytes, value_bytes, gap = _HEADER.unpack(
+                view[: _HEADER.size].tobytes())
+            kinds, ko, vo, kd, vd, end = _layout(n, key_bytes, value_bytes, gap)
+            if magic != MAGIC or gap >= VALUE_ALIGNMENT or end > view.size:
                 raise CorruptionError("sorted run has a bad header", path=where,
                                       offset=extent.first * self._pages.page_size)
             entries = Entries(view[kinds : kinds + n],

@@ -53,6 +53,21 @@ def test_a_scan_of_checkpointed_chunks_does_not_copy(tmp_path: Path) -> None:
         assert pc.sum(x).as_py() == sum(range(ROWS)) / 7
 
 
+def test_user_values_of_any_length_do_not_misalign_chunks(tmp_path: Path) -> None:
+    """db.kv values come first in a run; the run's gap before its values puts the
+    engine's values (and so the chunks) at a 64-byte boundary whatever they add up to."""
+    with cm.connect(tmp_path / "db", create=True) as db:
+        db.kv.put(b"odd", b"x" * 13)
+        db.create_table("t", pa.schema([("x", pa.float64())]), primary_key=None)
+        with db.transaction() as tx:
+            tx.insert("t", {"x": np.arange(10_000, dtype=np.float64)})
+        db.checkpoint()
+        start, end = mapped_range(db)
+        x = db.table("t").scan().to_arrow_table().column("x")
+        assert all(start <= c.buffers()[1].address < end and c.buffers()[1].address % 8 == 0
+                   for c in x.chunks)
+
+
 def test_held_columns_survive_commits_compaction_and_checkpoints(tmp_path: Path) -> None:
     with load(tmp_path / "db") as db:
         held = db.table("t").scan().to_arrow_table()
