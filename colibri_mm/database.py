@@ -46,7 +46,7 @@ from .tables.table import Table
 from .tables.writes import WriteSettings
 from .transaction import Snapshot, Transaction
 from .txn.clock import CommitClock
-from .txn.reader_table import ReaderTable
+from .txn.reader_table import ReaderTable, hold_slot
 from .txn.replay import COMMIT, TransactionAssembler, encode_commit
 from .txn.writer_lock import ProcessWriteLock
 from .wal.follower import WalFollower
@@ -590,7 +590,28 @@ class Database:
             self._checkpoint_wanted.set()
             if self._checkpoint_thread is not None:
                 self._checkpoint_thread.join()
-            self._release()
+            try:
+                self._keep_leased_pages()
+            finally:
+                self._release()
+
+    def _keep_leased_pages(self) -> None:
+        """Zero-copy results still alive read pages of the data file: a reader slot
+        announcing the oldest checkpoint they read stays claimed until the last of
+        them is freed, so no later writer (this process after a reopen, or another)
+        reuses those pages."""
+        leases = self._clock.live_leases()
+        if not leases:
+            return
+        oldest = min(state.checkpoint_id for _, state in leases)
+        try:
+            holder = hold_slot(self._fs, self.path, oldest)
+        except Error as e:
+            log.warning("%d zero-copy results outlive the database, and their pages "
+                        "cannot be protected (%s): copy them before closing", len(leases), e)
+            return
+        for lease, _ in leases:
+            lease.keeper = holder
 
     def _release(self) -> None:
         try:

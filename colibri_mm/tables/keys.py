@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ConstraintError
+from ..errors import ConstraintError, CorruptionError
 from ..kernels.keycodec import Varlen, concat_rows, escape_terminated
 
 _EPOCH_DATE = datetime.date(1970, 1, 1)
@@ -230,3 +230,15 @@ def _as_integer(kind: pa.DataType, value: Any) -> int:
     stored: Any = pa.scalar(value, kind).cast(pa.int64() if kind.bit_width == 64
                                               else pa.int32())
     return int(stored.as_py())
+
+
+def key_numbers(table: str, keys: Varlen, skip: int, count: int) -> np.ndarray:
+    """The ``count`` u32 big-endian numbers after the first ``skip`` bytes of each of
+    a table's engine keys (all ``skip + 4 * count`` bytes long: chunk, row, seq
+    numbers), as an int64 array of ``count`` columns."""
+    offsets, data = keys
+    width = skip + 4 * count
+    if (np.diff(offsets) != width).any():
+        raise CorruptionError(f"table {table!r}: a stored key has the wrong length")
+    numbers = data.reshape(-1, width)[:, skip:].copy().view(">u4")
+    return numbers.astype(np.int64).reshape(-1, count)

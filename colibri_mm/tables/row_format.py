@@ -148,30 +148,42 @@ def decode_rows(schema: pa.Schema, values: Varlen, where: str) -> pa.Table:
                               f"than the table's {len(schema)}")
     valid = np.unpackbits(fixed[:, 2 : 2 + layout.bitmap_bytes], axis=1,
                           bitorder="little")[:, : len(schema)].astype(bool)
+    sizes = {i: fixed[:, spec.offset : spec.offset + 4].copy().view("<u4")[:, 0]
+             .astype(np.int64) for i, spec in enumerate(layout.columns) if spec.kind == _VAR}
+    if (sum(sizes.values(), np.zeros(n, np.int64)) != lengths - layout.fixed_size).any():
+        raise CorruptionError(f"{where}: a stored row's length does not match its columns")
     var_at = starts + layout.fixed_size
     arrays = []
     for i, (field, spec) in enumerate(zip(schema, layout.columns, strict=True)):
-        part = fixed[:, spec.offset : spec.offset + spec.width]
+        if not field.nullable and not valid[:, i].all():
+            raise CorruptionError(f"{where}: a stored row has a null in column "
+                                  f"{field.name!r}, which is not nullable")
         validity = None if valid[:, i].all() else pa.py_buffer(
             np.packbits(valid[:, i], bitorder="little"))
+        # Copies, never views of ``fixed``: a column at an odd offset of the row would
+        # not be aligned for Arrow.
+        part = fixed[:, spec.offset : spec.offset + spec.width].copy()
         if spec.kind == _BOOL:
             buffers = [validity, pa.py_buffer(np.packbits(part[:, 0] != 0,
                                                           bitorder="little"))]
         elif spec.kind == _FIXED:
-            buffers = [validity, pa.py_buffer(np.ascontiguousarray(part))]
+            buffers = [validity, pa.py_buffer(part)]
         else:
-            sizes = np.ascontiguousarray(part).view("<u4")[:, 0].astype(np.int64)
-            offsets, data = gather_slices(var_at, sizes, blob, np.arange(n))
-            var_at = var_at + sizes
+            offsets, data = gather_slices(var_at, sizes[i], blob, np.arange(n))
+            var_at = var_at + sizes[i]
             dtype = np.int64 if spec.value_type in (pa.large_string(), pa.large_binary()) \
                 else np.int32
             if dtype == np.int32 and offsets[-1] >= 2**31:
                 raise CorruptionError(f"{where}: a stored column is too long")
             buffers = [validity, pa.py_buffer(offsets.astype(dtype)), pa.py_buffer(data)]
         array = pa.Array.from_buffers(spec.value_type, n, buffers)
+        if spec.kind == _VAR:
+            try:
+                array.validate(full=True)  # UTF-8 of strings
+            except pa.ArrowInvalid as e:
+                raise CorruptionError(f"{where}: column {field.name!r} holds a damaged "
+                                      f"value ({e})") from None
         if pa.types.is_dictionary(field.type):
             array = array.dictionary_encode().cast(field.type)
         arrays.append(array)
-    if (var_at != starts + lengths).any():
-        raise CorruptionError(f"{where}: a stored row's length does not match its columns")
     return pa.Table.from_arrays(arrays, schema=schema)

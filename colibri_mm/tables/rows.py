@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import CorruptionError, SchemaError
-from ..kernels.keycodec import Varlen
 from ..kernels.sort import gather_slices
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
@@ -35,7 +34,7 @@ from . import stats, tail
 from .catalog import TableDef, table_part
 from .chunk_cache import CachedChunk, ChunkCache
 from .conform import column_array
-from .keys import encode_key, encode_keys
+from .keys import encode_key, encode_keys, key_numbers
 
 INDEX = SYSTEM_PREFIX + b"\x02"
 CHUNKS = SYSTEM_PREFIX + b"\x03"
@@ -47,6 +46,7 @@ _COUNTS = struct.Struct(">II")
 ROW_ID = struct.Struct(">Q")
 
 _NO_POSITIONS = np.empty(0, np.int64)
+_NO_POSITIONS.setflags(write=False)
 _ROW_NUMBER = "\x00row"
 """The name of the row-number column :func:`matching` adds while it filters (a name
 no real column is expected to have)."""
@@ -87,8 +87,9 @@ def encode_counts(stored: int, deleted: int) -> bytes:
 
 
 def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None:
-    """A chunk's stored value for reading rows out of it (the caller copies what it
-    keeps): in a snapshot a view where the value lies in an array, else bytes."""
+    """A chunk's stored value for reading rows out of it: in a snapshot a view where
+    the value lies in an array (the caller wraps it with the snapshot's lease), in a
+    transaction a copy."""
     key = chunk_key(definition, chunk)
     if isinstance(view, KvSnapshotView):
         return view.get_raw_view(key)
@@ -113,7 +114,9 @@ def read_chunk(definition: TableDef, value: Value | pa.Buffer,
         return _current_schema(definition, _parse(value))
     names = definition.schema.names
     if definition.defaults is None:  # no column was added: every chunk has them all
-        return _parse(value, [names.index(c) for c in columns])
+        # Arrow reads the fields in schema order, once each, and [] as all of them.
+        wanted = sorted({names.index(c) for c in columns}) or [0]
+        return _parse(value, wanted).select(list(columns))
     return _current_schema(definition, _parse(value)).select(list(columns))
 
 
@@ -129,7 +132,10 @@ def _cached_chunk(view: KvView, definition: TableDef, chunk: int,
     own = isinstance(view, KvTransactionView) and view.wrote_raw(key)
     if cache is None or own:
         value = _chunk_value(view, definition, chunk)
-        return None if value is None else read_chunk(definition, value)
+        if value is None:
+            return None
+        lease = view.lease() if isinstance(view, KvSnapshotView) else None
+        return read_chunk(definition, _arrow_buffer(value, lease))
     cached = _through_cache(view, definition, chunk, cache)
     return None if cached is None else _current_schema(definition, cached.rows)
 
@@ -189,7 +195,8 @@ def get(view: KvView, definition: TableDef, key: Any,
             isinstance(view, KvTransactionView) and view.wrote_raw(chunk_key(definition,
                                                                              chunk))):
         cached = _through_cache(view, definition, chunk, cache)
-    if cached is None or len(cached.arrays) != len(names):
+    if cached is None or len(cached.arrays) != len(names) or \
+            not 0 <= row < cached.rows.num_rows:
         rows = rows_at(view, definition, chunk, [row], cache)
         cached, row = CachedChunk(rows, [c.chunk(0) for c in rows.columns]), 0
     # Value by value from the columns' arrays (kept in the cache): several times
@@ -204,9 +211,14 @@ def rows_at(view: KvView, definition: TableDef, chunk: int,
     if chunk == tail.TAIL_CHUNK:
         return tail.rows_at(view, definition, [int(r) for r in rows])
     stored = indexed_chunk(view, definition, chunk, cache)
-    if len(rows) == 1:
-        return stored.slice(int(rows[0]), 1)
-    return stored.take(pa.array(rows, pa.int64()))
+    wanted = np.asarray(rows, np.int64)
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= stored.num_rows):
+        raise CorruptionError(f"table {definition.name!r}: an index points at row "
+                              f"{int(wanted.max())} of chunk {chunk}, which has "
+                              f"{stored.num_rows}")
+    if wanted.size == 1:
+        return stored.slice(int(wanted[0]), 1)
+    return stored.take(pa.array(wanted))
 
 
 def indexed_chunk(view: KvView, definition: TableDef, chunk: int,
@@ -294,8 +306,8 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
     the map itself (no copy), which keep its pages from reuse while they live."""
     part = table_part(definition)
     chunks = view.range_raw(CHUNKS + part, prefix_end(CHUNKS + part))
-    numbers = _key_numbers(definition, chunks.keys, len(CHUNKS) + 4, 1)[:, 0]
-    marked = _key_numbers(definition, view.range_raw(DELETED + part,
+    numbers = key_numbers(definition.name, chunks.keys, len(CHUNKS) + 4, 1)[:, 0]
+    marked = key_numbers(definition.name, view.range_raw(DELETED + part,
                                                      prefix_end(DELETED + part)).keys,
                           len(DELETED) + 4, 2)
     firsts = np.searchsorted(marked[:, 0], numbers, side="left")
@@ -342,22 +354,11 @@ def _arrow_buffer(value: Value, lease: object | None) -> pa.Buffer:
     return pa.foreign_buffer(value.ctypes.data, value.nbytes, base=(value, lease))
 
 
-def _key_numbers(definition: TableDef, keys: Varlen, skip: int, count: int) -> np.ndarray:
-    """The ``count`` u32 big-endian numbers after the first ``skip`` bytes of each key
-    (all ``skip + 4 * count`` bytes long), as an int64 array of ``count`` columns."""
-    offsets, data = keys
-    width = skip + 4 * count
-    if (np.diff(offsets) != width).any():
-        raise CorruptionError(f"table {definition.name!r}: a row key has the wrong length")
-    numbers = data.reshape(-1, width)[:, skip:].copy().view(">u4")
-    return numbers.astype(np.int64).reshape(-1, count)
-
-
 def deleted_rows(view: KvView, definition: TableDef, chunk: int) -> list[int]:
     """Row numbers of chunk ``chunk`` marked deleted."""
     marks = DELETED + table_part(definition) + chunk.to_bytes(4, "big")
     keys = view.range_raw(marks, prefix_end(marks)).keys
-    rows: list[int] = _key_numbers(definition, keys, len(marks), 1)[:, 0].tolist()
+    rows: list[int] = key_numbers(definition.name, keys, len(marks), 1)[:, 0].tolist()
     return rows
 
 
@@ -408,6 +409,12 @@ def filtered(view: KvView, definition: TableDef, filter: pc.Expression | None,
     """The live rows (all columns or ``columns``) for which ``filter`` holds (all if
     None); the filter runs once over the whole table (Arrow's engine, threaded)."""
     if filter is None:
+        if columns is not None and not columns:
+            # Tables without columns lose their row count when concatenated: read
+            # one column, then drop it.
+            first = definition.schema.names[:1]
+            return _whole(definition, live_chunks(view, definition, first, numbered=False),
+                          first).select([])
         return _whole(definition, live_chunks(view, definition, columns, numbered=False),
                       columns)
     skip = stats.skipped_chunks(view, definition, filter)

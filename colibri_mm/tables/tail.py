@@ -25,6 +25,7 @@ from ..kernels.search import pack_varlen
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.views import KvTransactionView, KvView
 from .catalog import TableDef, table_part
+from .keys import key_numbers
 from .row_format import decode_rows, encode_rows
 
 TAIL = SYSTEM_PREFIX + b"\x09"
@@ -87,12 +88,8 @@ def read(view: KvView, definition: TableDef) -> tuple[np.ndarray, pa.Table]:
     found = view.range_raw(low, prefix_end(low))
     if not len(found):
         return np.empty(0, np.int64), definition.schema.empty_table()
-    key_offsets, keys = found.keys
-    if (np.diff(key_offsets) != len(low) + 4).any():
-        raise CorruptionError(f"{_where(definition)}: a key has the wrong length")
-    seqs = keys.reshape(-1, len(low) + 4)[:, len(low):].copy().view(">u4")
-    return seqs.astype(np.int64).reshape(-1), decode_rows(definition.schema, found.values(),
-                                                          _where(definition))
+    seqs = key_numbers(definition.name, found.keys, len(low), 1)[:, 0]
+    return seqs, decode_rows(definition.schema, found.values(), _where(definition))
 
 
 def count(view: KvView, definition: TableDef) -> int:

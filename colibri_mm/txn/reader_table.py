@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
+import weakref
 from pathlib import Path
 
 from ..errors import LockedError
@@ -96,3 +97,18 @@ class ReaderTable:
                 self._slot = None
         finally:
             self._file.close()
+
+
+class SlotHolder:
+    """A reader slot claimed for whoever holds this object (see :func:`hold_slot`)."""
+
+
+def hold_slot(fs: FileSystem, directory: Path, checkpoint_id: int) -> SlotHolder:
+    """Claim a reader slot announcing ``checkpoint_id`` for as long as the returned
+    object lives: zero-copy data that outlives its database keeps the pages it reads
+    from reuse by any later writer this way."""
+    table = ReaderTable(fs, directory)
+    table.claim(checkpoint_id)
+    holder = SlotHolder()
+    weakref.finalize(holder, table.close)
+    return holder

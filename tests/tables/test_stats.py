@@ -110,3 +110,18 @@ def test_damaged_statistics_are_named(db: cm.Database) -> None:
         tx.kv.put_raw(key, b"\x05\x00short")
     with pytest.raises(cm.CorruptionError, match="statistics are damaged"):
         db.table("t").count(pc.field("x") > 1)
+
+
+def test_literals_that_print_alike_or_do_not_fit_int64(tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.int64()), ("u", pa.uint64()), ("x", pa.float64())])
+    with cm.connect(tmp_path / "db", create=True, row_group_rows=10, tail_rows=0) as db:
+        db.create_table("t", schema, primary_key="id")
+        with db.transaction() as tx:
+            tx.insert("t", {"id": list(range(100)), "u": [2**63 + i for i in range(100)],
+                            "x": [float(i) for i in range(100)]})
+        assert stats.comparisons(pc.field("x") > 1.0) == [("x", ">", 1.0)]  # prints "1"
+        assert skipped(db, pc.field("x") > 89.0) == set(range(9))
+        big = pc.field("u") >= pa.scalar(2**63 + 50, pa.uint64())
+        assert stats.comparisons(big) is None
+        assert db.table("t").count(big) == 50
+        assert db.table("t").find({"u": 2**63 + 7}).column("id").to_pylist() == [7]

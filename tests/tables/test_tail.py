@@ -15,7 +15,7 @@ from table_types import EVERY_TYPE
 import colibri_mm as cm
 from colibri_mm.errors import CorruptionError
 from colibri_mm.kernels.search import pack_varlen
-from colibri_mm.tables import registry, tail
+from colibri_mm.tables import registry, row_format, tail
 from colibri_mm.tables import rows as table_rows
 from colibri_mm.tables.row_format import decode_rows, encode_rows
 
@@ -64,11 +64,18 @@ def logical(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def test_damaged_rows_are_named_corruption() -> None:
-    table = pa.Table.from_pylist([every_type_row(3)], schema=EVERY_TYPE)
+    table = pa.Table.from_pylist([every_type_row(3)], schema=EVERY_TYPE)  # "s": "ééé"
     (value,) = encode_rows(table)
+    layout = row_format._layout(EVERY_TYPE)
+    s_at = layout.columns[EVERY_TYPE.names.index("s")].offset
+    too_long = value[:s_at] + (10_000).to_bytes(4, "little") + value[s_at + 4 :]
+    s_value = value[value.index("é".encode()) :]
+    bad_utf8 = value[: len(value) - len(s_value)] + b"\xff" + s_value[1:]
     for damaged, what in [(value[:20], "shorter than its fixed part"),
                           (b"\x07\x00" + value[2:], "number of columns"),
-                          (value + b"!", "length does not match")]:
+                          (value + b"!", "length does not match"),
+                          (too_long, "length does not match"),
+                          (bad_utf8, "column 's' holds a damaged value")]:
         with pytest.raises(CorruptionError, match=what):
             decode_rows(EVERY_TYPE, pack_varlen([damaged]), "table 't', tail rows")
 
@@ -196,3 +203,33 @@ def test_compact_folds_the_tail_with_small_chunks(db: cm.Database) -> None:
 def test_tail_rows_option_is_checked(tmp_path: Path) -> None:
     with pytest.raises(cm.ConfigError, match="tail_rows"):
         cm.connect(tmp_path / "db", create=True, tail_rows=-1)
+
+
+def test_columns_read_back_are_aligned_for_arrow() -> None:
+    """A single row's fixed-width columns sit at odd offsets of the row: reading
+    them back copies them, so Arrow gets aligned buffers."""
+    table = pa.Table.from_pylist([every_type_row(5)], schema=EVERY_TYPE)
+    back = decode_rows(EVERY_TYPE, pack_varlen(encode_rows(table)), "test")
+    for name in ("i16", "i32", "i64", "u64", "f64", "ts_ns", "money"):
+        assert back.column(name).chunk(0).buffers()[1].address % 8 == 0, name
+
+
+def test_a_null_in_a_non_nullable_column_is_damage() -> None:
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("v", pa.string())])
+    (value,) = encode_rows(pa.table({"id": [1], "v": ["a"]}, schema=schema))
+    damaged = value[:2] + bytes([value[2] & ~1]) + value[3:]  # clear the bit of "id"
+    with pytest.raises(CorruptionError, match="not nullable"):
+        decode_rows(schema, pack_varlen([damaged]), "t")
+
+
+def test_scan_columns_keep_the_order_asked_with_chunks_and_tail(db: cm.Database) -> None:
+    with db.transaction() as tx:
+        tx.insert("t", [row(i) for i in range(10)])  # a chunk
+    with db.transaction() as tx:
+        tx.insert("t", [row(10)])  # the tail
+    table = db.table("t")
+    for columns in (["n", "id"], ["id", "id"], ["name"], []):
+        got = table.scan(columns=columns).to_arrow_table()
+        assert got.column_names == columns and got.num_rows == 11, columns
+    assert table.scan(columns=["n", "id"], filter=pc.field("id") > 8) \
+        .to_arrow_table().to_pylist() == [{"n": 0, "id": 9}, {"n": 0, "id": 10}]

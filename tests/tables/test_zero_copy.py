@@ -110,3 +110,22 @@ def test_without_the_lease_the_pages_would_be_reused(tmp_path: Path,
                              for name in held.column_names})
         hammer(db)
         assert not held.equals(expected)
+
+
+def test_held_columns_survive_close_and_a_new_writer(tmp_path: Path) -> None:
+    """A scan result outliving its database keeps a reader slot announcing its
+    checkpoint, so the next writer does not reuse its pages; freeing it frees the
+    slot."""
+    path = tmp_path / "db"
+    db = load(path)
+    held = db.table("t").scan().to_arrow_table()
+    expected = pa.table({name: held.column(name).combine_chunks()
+                         for name in held.column_names})
+    db.close()
+    with cm.connect(path, max_dirty_bytes=1 << 20) as again:
+        assert again._readers.oldest_checkpoint() is not None  # type: ignore[union-attr]
+        hammer(again)
+        assert held.equals(expected)
+        del held
+        gc.collect()
+        assert again._readers.oldest_checkpoint() is None  # type: ignore[union-attr]
