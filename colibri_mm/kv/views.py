@@ -112,6 +112,16 @@ class KvTransactionView:
             return value
         return self._current().get(key, None)
 
+    def get_raw_view(self, key: bytes) -> Value | None:
+        """Like :meth:`get_raw`, but a committed value lying in an array comes as a
+        numpy view. Valid until the transaction ends: no checkpoint can start while
+        it holds the write lock, so no page it reads is reused before then."""
+        self._check_writable()
+        written, value = self._writes.get(key)
+        if written:
+            return value
+        return self._current().get(key, None, view=True)
+
     def wrote_raw(self, key: bytes) -> bool:
         """Whether this transaction wrote (or deleted) ``key`` (for the engine)."""
         return self._writes.get(key)[0]

@@ -18,6 +18,8 @@ import pyarrow as pa
 
 DEFAULT_BYTES = 64 << 20
 """Default bound on the Arrow bytes the cache holds."""
+ADMIT_EVERY = 64
+"""Once the cache is full, one chunk miss in this many is copied in."""
 
 
 class CachedChunk(NamedTuple):
@@ -25,6 +27,12 @@ class CachedChunk(NamedTuple):
 
     rows: pa.Table
     arrays: list[pa.Array]
+
+    @classmethod
+    def of(cls, rows: pa.Table) -> CachedChunk:
+        """The entry of parsed ``rows``."""
+        return cls(rows, [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
+                          for c in rows.columns])
 
     @property
     def nbytes(self) -> int:
@@ -42,6 +50,7 @@ class ChunkCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self._refused = 0
 
     def get(self, table_id: int, chunk: int) -> CachedChunk | None:
         """The parsed chunk, or None (counted as a miss)."""
@@ -54,11 +63,27 @@ class ChunkCache:
             self.hits += 1
             return found
 
+    def admit(self, size: int) -> bool:
+        """Whether a chunk of ``size`` bytes that missed should be copied in: while it
+        fits without evicting anything, always; after that one miss in
+        :data:`ADMIT_EVERY`. A table much bigger than the cache then does not copy a
+        whole chunk for each point read (a miss reads the chunk where it lies), and
+        the cache still follows a working set that moves."""
+        if size > self.max_bytes:
+            return False
+        with self._lock:
+            if self._bytes + size <= self.max_bytes:
+                return True
+            self._refused += 1
+            if self._refused < ADMIT_EVERY:
+                return False
+            self._refused = 0
+            return True
+
     def put(self, table_id: int, chunk: int, rows: pa.Table) -> CachedChunk:
         """Keep ``rows`` (parsed from a private copy), evicting the oldest over the
         bound; returns the entry (kept or, if bigger than the bound, not)."""
-        entry = CachedChunk(rows, [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
-                                   for c in rows.columns])
+        entry = CachedChunk.of(rows)
         size = entry.nbytes
         if size > self.max_bytes:
             return entry

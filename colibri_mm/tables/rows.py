@@ -87,13 +87,10 @@ def encode_counts(stored: int, deleted: int) -> bytes:
 
 
 def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None:
-    """A chunk's stored value for reading rows out of it: in a snapshot a view where
-    the value lies in an array (the caller wraps it with the snapshot's lease), in a
-    transaction a copy."""
-    key = chunk_key(definition, chunk)
-    if isinstance(view, KvSnapshotView):
-        return view.get_raw_view(key)
-    return view.get_raw(key)
+    """A chunk's stored value for reading rows out of it, a view where the value lies
+    in an array: in a snapshot the caller wraps it with the snapshot's lease; in a
+    transaction it must not outlive the transaction (writes copy what they keep)."""
+    return view.get_raw_view(chunk_key(definition, chunk))
 
 
 def _parse(value: Value | pa.Buffer, columns: Sequence[int] | None = None) -> pa.Table:
@@ -142,14 +139,20 @@ def _cached_chunk(view: KvView, definition: TableDef, chunk: int,
 
 def _through_cache(view: KvView, definition: TableDef, chunk: int,
                    cache: ChunkCache) -> CachedChunk | None:
-    """Committed chunk ``chunk`` from ``cache``, parsed into it on a miss."""
+    """Committed chunk ``chunk`` from ``cache``. On a miss it is copied into the cache
+    if the cache admits it (:meth:`ChunkCache.admit`), else parsed where it lies (in
+    a snapshot, under the snapshot's lease) and not kept."""
     cached = cache.get(definition.table_id, chunk)
-    if cached is None:
-        value = view.get_raw(chunk_key(definition, chunk))  # a private copy
-        if value is None:
-            return None
-        cached = cache.put(definition.table_id, chunk, _parse(value))
-    return cached
+    if cached is not None:
+        return cached
+    value = _chunk_value(view, definition, chunk)
+    if value is None:
+        return None
+    if cache.admit(len(value)):
+        private = value if isinstance(value, bytes) else value.tobytes()
+        return cache.put(definition.table_id, chunk, _parse(private))
+    lease = view.lease() if isinstance(view, KvSnapshotView) else None
+    return CachedChunk.of(_parse(_arrow_buffer(value, lease)))
 
 
 def _current_schema(definition: TableDef, chunk: pa.Table) -> pa.Table:

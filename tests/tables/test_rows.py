@@ -288,6 +288,10 @@ def test_the_chunk_cache_is_bounded_and_never_stale(tmp_path: Path) -> None:
     assert cache.get(1, 0) is None and cache.get(1, 4) is not None
     cache.put(1, 9, pa.table({"x": pa.array(range(1000), pa.int64())}))  # too big: skipped
     assert cache.get(1, 9) is None
+    # Full: a miss is copied in once in ADMIT_EVERY (the others read in place).
+    from colibri_mm.tables.chunk_cache import ADMIT_EVERY
+    assert [cache.admit(800) for _ in range(2 * ADMIT_EVERY)].count(True) == 2
+    assert not cache.admit(5000)
 
     with cm.connect(tmp_path / "db", create=True, row_group_rows=4) as db:
         db.create_table("people", PEOPLE, primary_key="id")
@@ -305,3 +309,18 @@ def test_the_chunk_cache_is_bounded_and_never_stale(tmp_path: Path) -> None:
         assert table.get(2) == {"id": 2, "name": "again", "score": None, "tag": "new"}
         assert table.get(5)["tag"] == "old"  # type: ignore[index]
         assert db.chunk_cache.hits > 0
+
+
+def test_point_reads_of_a_table_bigger_than_the_cache(tmp_path: Path) -> None:
+    """Chunks that the cache does not admit are read where they lie: every read is
+    right, the cache stays within its bound and still serves hits."""
+    with cm.connect(tmp_path / "db", create=True, row_group_rows=1000,
+                    chunk_cache_bytes=60_000) as db:
+        db.create_table("people", PEOPLE, primary_key="id")
+        insert(db, "people", people(range(20_000)))
+        db.checkpoint()
+        table = db.table("people")
+        keys = list(range(0, 20_000, 37)) * 2
+        assert [table.get(k)["name"] for k in keys] == [f"p{k}" for k in keys]  # type: ignore[index]
+        assert table.get_many(keys).column("id").to_pylist() == keys
+        assert db.chunk_cache.nbytes <= 60_000 and db.chunk_cache.hits > 0
