@@ -113,6 +113,17 @@ def comparisons(filter: pc.Expression) -> list[tuple[str, str, float | int]] | N
     return None
 
 
+def matches(rows: pa.Table, terms: list[tuple[str, str, float | int]]) -> pa.ChunkedArray:
+    """Whether each row satisfies the conjunction ``terms`` (as :func:`comparisons`
+    gives them; null where unknown), with one compute call per comparison."""
+    result = None
+    for name, operator, number in terms:
+        term = getattr(pc, _OPERATORS[operator])(rows.column(name), pa.scalar(number))
+        result = term if result is None else pc.and_kleene(result, term)
+    assert result is not None
+    return result
+
+
 def skipped_chunks(view: KvView, definition: TableDef, filter: pc.Expression | None,
                    ) -> set[int]:
     """Chunks whose statistics prove no row satisfies ``filter``."""

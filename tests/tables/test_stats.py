@@ -125,3 +125,19 @@ def test_literals_that_print_alike_or_do_not_fit_int64(tmp_path: Path) -> None:
         assert stats.comparisons(big) is None
         assert db.table("t").count(big) == 50
         assert db.table("t").find({"u": 2**63 + 7}).column("id").to_pylist() == [7]
+
+
+def test_counts_by_comparisons_agree_with_arrow_filters(db: cm.Database) -> None:
+    """count() evaluates a filter of comparisons with compute calls; the answers are
+    Arrow's filter's, with nulls and mixed int/float literals; a comparison Arrow
+    cannot make is a SchemaError naming the filter."""
+    with db.transaction() as tx:
+        tx.insert("t", [{"id": 5000 + i, "x": None if i % 2 else 3.5, "big": None}
+                        for i in range(6)])  # tail rows with nulls
+    table = db.table("t")
+    everything = table.scan().to_arrow_table()
+    for filter in [pc.field("x") > 3, pc.field("x") <= 3.5, (pc.field("x") >= 1) &
+                   (pc.field("id") < 5003), pc.field("big") == 2**60 + 5, pc.field("id") > -1]:
+        assert table.count(filter) == everything.filter(filter).num_rows, filter
+    with pytest.raises(cm.SchemaError, match="cannot be evaluated"):
+        table.count(pc.field("s") > 1)
