@@ -11,7 +11,8 @@ import numpy.typing as npt
 
 from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
-from ..kernels.sort import argsort_slices, gather_slices
+from ..kernels.sort import argsort_slices
+from .pieces import Piece, gather_pieces, joined
 from .records import PUT
 
 SORTED_PROBES = 64
@@ -28,7 +29,7 @@ class ManyFound:
         self.states = np.full(self.count, -1, np.int8)
         self._listed: list[bytes] = []
         self._order: np.ndarray | None = None
-        self._pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pieces: list[Piece] = []
 
     def keys(self) -> list[bytes]:
         """The probes as bytes (made once, for layers that look keys up one by one)."""
@@ -78,26 +79,10 @@ class ManyFound:
             values.append(b"" if value is None else value)
             self.states[i] = 0 if value is None else 1
         if picked:
-            lengths = np.fromiter(map(len, values), np.int64, len(values))
-            starts = np.zeros(len(values), np.int64)
-            np.cumsum(lengths[:-1], out=starts[1:])
-            self._pieces.append((np.array(picked, np.int64), starts, lengths,
-                                 np.frombuffer(b"".join(values), np.uint8)))
+            self._pieces.append((np.array(picked, np.int64), *joined(values)))
 
     def values(self) -> Varlen:
         """The value of every probe, in probe order, as Arrow-style ``(offsets, data)``
         (empty for probes without a value)."""
-        lengths = np.zeros(self.count, np.int64)
-        starts = np.zeros(self.count, np.int64)
-        gathered = []
-        base = 0
-        for picked, piece_starts, piece_lengths, buffer in self._pieces:
-            offsets, data = gather_slices(piece_starts, piece_lengths, buffer,
-                                          np.arange(picked.size))
-            put = self.states[picked] == 1
-            lengths[picked[put]] = piece_lengths[put]
-            starts[picked] = base + offsets[:-1]
-            gathered.append(data)
-            base += data.size
-        buffer = np.concatenate(gathered) if gathered else np.empty(0, np.uint8)
-        return gather_slices(starts, lengths, buffer, np.arange(self.count))
+        # A delete's value is empty already (markers hold none; take_each adds b"").
+        return gather_pieces(self.count, self._pieces)

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ..kernels.keycodec import Varlen
 from ..kernels.sort import gather_slices, sorted_distinct
+from .pieces import gather_pieces, joined
 from .records import DELETE, PUT
 from .sorted_entries import SortedEntries, Value
 
@@ -53,17 +54,10 @@ def pairs_source(pairs: Iterable[tuple[bytes, bytes | None]]) -> Source:
         keys.append(key)
         values.append(value)
     kinds = np.fromiter((DELETE if v is None else PUT for v in values), np.uint8, len(keys))
-    key_starts, key_lengths, key_buffer = _joined(keys)
-    value_starts, value_lengths, value_buffer = _joined([v or b"" for v in values])
+    key_starts, key_lengths, key_buffer = joined(keys)
+    value_starts, value_lengths, value_buffer = joined([v or b"" for v in values])
     return Source(kinds, key_starts, key_lengths, key_buffer, value_starts, value_lengths,
                   value_buffer)
-
-
-def _joined(items: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lengths = np.fromiter(map(len, items), np.int64, len(items))
-    starts = np.zeros(len(items), np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    return starts, lengths, np.frombuffer(b"".join(items), np.uint8)
 
 
 class RangeEntries:
@@ -110,27 +104,18 @@ class RangeEntries:
         return self._gather("value")
 
     def _gather(self, what: str) -> Varlen:
-        count = self._index.size
-        starts = np.zeros(count, np.int64)
-        lengths = np.zeros(count, np.int64)
         pieces = []
-        base = 0
         for number, source in enumerate(self._sources):
             mine = np.flatnonzero(self._source_of == number)
-            if not mine.size:
-                continue
-            at = self._index[mine]
-            if what == "key":
-                s, n, b = source.key_starts[at], source.key_lengths[at], source.key_buffer
-            else:
-                s, n, b = source.value_starts[at], source.value_lengths[at], source.value_buffer
-            offsets, data = gather_slices(s, n, b, np.arange(at.size))
-            starts[mine] = base + offsets[:-1]
-            lengths[mine] = n
-            pieces.append(data)
-            base += data.size
-        buffer = np.concatenate(pieces) if pieces else np.empty(0, np.uint8)
-        return gather_slices(starts, lengths, buffer, np.arange(count))
+            if mine.size:
+                at = self._index[mine]
+                if what == "key":
+                    pieces.append((mine, source.key_starts[at], source.key_lengths[at],
+                                   source.key_buffer))
+                else:
+                    pieces.append((mine, source.value_starts[at], source.value_lengths[at],
+                                   source.value_buffer))
+        return gather_pieces(self._index.size, pieces)
 
     def value(self, i: int) -> Value:
         """Value ``i`` where it lies: a read-only numpy view (of the mapped file, for
