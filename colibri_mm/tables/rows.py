@@ -12,7 +12,8 @@ the chunks written under half full, by size tier, merged once there are enough.
 Living in the store, rows get its transactions, WAL, checkpoints, crash recovery,
 reader processes and MVCC: a snapshot sees the chunks, index entries and delete
 marks of its CSN. Layout:
-``docs/FORMAT.md`` section 8. Writes are in :mod:`.writes`.
+``docs/FORMAT.md`` section 8. Writes are in :mod:`.writes`, filters, counts and scans in
+:mod:`.queries`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import CorruptionError, SchemaError
 from ..kernels.sort import gather_slices
 from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView, KvView
-from . import stats, tail
+from . import tail
 from .catalog import TableDef, table_part
 from .chunk_cache import CachedChunk, ChunkCache
 from .conform import column_array
@@ -47,9 +47,6 @@ ROW_ID = struct.Struct(">Q")
 
 _NO_POSITIONS = np.empty(0, np.int64)
 _NO_POSITIONS.setflags(write=False)
-_ROW_NUMBER = "\x00row"
-"""The name of the row-number column :func:`matching` adds while it filters (a name
-no real column is expected to have)."""
 
 
 def index_prefix(definition: TableDef) -> bytes:
@@ -363,93 +360,3 @@ def deleted_rows(view: KvView, definition: TableDef, chunk: int) -> list[int]:
     keys = view.range_raw(marks, prefix_end(marks)).keys
     rows: list[int] = key_numbers(definition.name, keys, len(marks), 1)[:, 0].tolist()
     return rows
-
-
-def matching(definition: TableDef, rows: pa.Table,
-             filter: pc.Expression | None) -> np.ndarray:
-    """Mask of the rows for which ``filter`` holds (all if None)."""
-    if filter is None:
-        return np.ones(rows.num_rows, bool)
-    numbered = rows.append_column(_ROW_NUMBER, pa.array(np.arange(rows.num_rows)))
-    kept = _filtered(definition, numbered, filter, [_ROW_NUMBER]).column(_ROW_NUMBER)
-    result = np.zeros(rows.num_rows, bool)
-    result[kept.to_numpy()] = True
-    return result
-
-
-def _filtered(definition: TableDef, rows: pa.Table, filter: pc.Expression,
-              keep: Sequence[str] | None) -> pa.Table:
-    """The rows for which ``filter`` holds, with columns ``keep`` (all if None). The
-    filter first sees only the columns its text names besides those (so only they
-    are copied), all of them if that fails."""
-    tries = [rows]
-    if keep is not None:
-        text = str(filter)
-        tries.insert(0, rows.select([c for c in rows.column_names if c in text or c in keep]))
-    for candidates in tries:
-        try:
-            hit = candidates.filter(filter)
-            return hit if keep is None else hit.select(list(keep))
-        except (pa.ArrowException, TypeError) as e:
-            if candidates is rows:
-                raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be "
-                                  f"evaluated ({e})") from None
-    raise AssertionError("unreachable")
-
-
-def _whole(definition: TableDef, chunks: Iterator[tuple[int, np.ndarray, pa.Table]],
-           columns: Sequence[str] | None) -> pa.Table:
-    """The rows of ``chunks`` as one table, without copying."""
-    parts = [rows for _, _, rows in chunks if rows.num_rows]
-    if parts:
-        return pa.concat_tables(parts)
-    empty = definition.schema.empty_table()
-    return empty if columns is None else empty.select(list(columns))
-
-
-def filtered(view: KvView, definition: TableDef, filter: pc.Expression | None,
-             columns: Sequence[str] | None = None) -> pa.Table:
-    """The live rows (all columns or ``columns``) for which ``filter`` holds (all if
-    None); the filter runs once over the whole table (Arrow's engine, threaded)."""
-    if filter is None:
-        if columns is not None and not columns:
-            # Tables without columns lose their row count when concatenated: read
-            # one column, then drop it.
-            first = definition.schema.names[:1]
-            return _whole(definition, live_chunks(view, definition, first, numbered=False),
-                          first).select([])
-        return _whole(definition, live_chunks(view, definition, columns, numbered=False),
-                      columns)
-    skip = stats.skipped_chunks(view, definition, filter)
-    rows = _whole(definition, live_chunks(view, definition, numbered=False, skip=skip), None)
-    return _filtered(definition, rows, filter, columns)
-
-
-def count(view: KvView, definition: TableDef, filter: pc.Expression | None) -> int:
-    """Live rows (for which ``filter`` holds)."""
-    if filter is None:
-        return row_count(view, definition)
-    terms = stats.comparisons(filter)
-    names = sorted({name for name, _, _ in terms or []})
-    if not terms or not set(names) <= set(definition.schema.names):
-        return int(filtered(view, definition, filter, []).num_rows)
-    # The filter is exactly these comparisons: count their matches with compute calls
-    # on the named columns, without making the matching rows.
-    skip = stats.skipped_chunks(view, definition, filter)
-    rows = _whole(definition, live_chunks(view, definition, names, numbered=False, skip=skip),
-                  names)
-    try:
-        return int(pc.sum(stats.matches(rows, terms)).as_py() or 0)
-    except (pa.ArrowException, TypeError) as e:
-        raise SchemaError(f"table {definition.name!r}: filter {filter} cannot be evaluated "
-                          f"({e})") from None
-
-
-def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
-         filter: pc.Expression | None) -> pa.Table:
-    """The live rows (all columns, or ``columns``) for which ``filter`` holds."""
-    if columns is not None:
-        missing = [c for c in columns if c not in definition.schema.names]
-        if missing:
-            raise SchemaError(f"table {definition.name!r} has no column {missing[0]!r}")
-    return filtered(view, definition, filter, columns)

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ..errors import ReadOnlyError, SchemaError
 from ..kv.views import KvSnapshotView
-from . import registry, rows, writes
+from . import queries, registry, rows, writes
 from .catalog import TableDef
 from .indexes import open_index
 from .scan import Scan
@@ -84,12 +84,12 @@ class Table:
              filter: pc.Expression | None = None) -> Scan:
         """The rows of a snapshot taken now (``columns``: a projection; ``filter``: a
         ``pyarrow.compute`` expression such as ``pc.field("x") > 0.5``)."""
-        return self._read(lambda view, definition: Scan(rows.scan(view, definition, columns,
+        return self._read(lambda view, definition: Scan(queries.scan(view, definition, columns,
                                                                   filter)))
 
     def count(self, filter: pc.Expression | None = None) -> int:
         """Number of rows (for which ``filter`` holds)."""
-        return self._read(lambda view, definition: rows.count(view, definition, filter))
+        return self._read(lambda view, definition: queries.count(view, definition, filter))
 
     @property
     def indexes(self) -> list[dict[str, Any]]:
@@ -130,7 +130,7 @@ class Table:
             term = pc.field(column).is_null() if value is None else \
                 pc.field(column) == pa.scalar(value, definition.schema.field(column).type)
             condition = term if condition is None else condition & term
-        return rows.scan(view, definition, None, condition)
+        return queries.scan(view, definition, None, condition)
 
     def verify(self) -> list[str]:
         """Problems found checking every index against the rows (empty: all good)."""

@@ -32,6 +32,7 @@ from .chunk_cache import ChunkCache
 from .conform import column_array, conform
 from .indexes import SECONDARY, indexes_of
 from .keys import encode_keys
+from .queries import matching
 from .rows import (
     CHUNKS,
     COUNTS,
@@ -51,7 +52,6 @@ from .rows import (
     index_prefix,
     indexed_chunk,
     live_chunks,
-    matching,
     rows_at,
 )
 from .stats import STATS, encode_stats, stats_key
