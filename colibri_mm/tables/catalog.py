@@ -10,6 +10,7 @@ layout: ``docs/FORMAT.md`` section 8.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import dataclass, replace
@@ -59,6 +60,12 @@ class TableDef:
     defaults: pa.RecordBatch | None = None
     """One row: the value of each column added after creation, for older rows."""
     indexes: tuple[IndexDef, ...] = ()
+
+    @functools.cached_property
+    def int64_key(self) -> bool:
+        """Whether the primary key is one int64 column (point reads encode it directly)."""
+        key = self.primary_key
+        return key is not None and len(key) == 1 and self.schema.field(key[0]).type == pa.int64()
 
     def encode(self) -> bytes:
         """The catalog value (see the module docstring)."""

@@ -76,3 +76,20 @@ def test_bad_keys_are_named() -> None:
     assert encode_key(pa.schema([("d", pa.decimal128(5, 2))]), ["d"],
                       [decimal.Decimal("-0.01")]) < \
         encode_key(pa.schema([("d", pa.decimal128(5, 2))]), ["d"], [decimal.Decimal("0")])
+
+
+def test_the_int64_point_read_key_agrees_with_the_general_encoding() -> None:
+    from colibri_mm.tables.catalog import TableDef
+    from colibri_mm.tables.keys import encode_key
+    from colibri_mm.tables.rows import encoded_key, index_prefix
+
+    schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
+    definition = TableDef(7, "t", schema, ("id",))
+    assert definition.int64_key
+    assert not TableDef(7, "t", schema, ("v",)).int64_key
+    assert not TableDef(7, "t", schema, ("id", "v")).int64_key
+    for key in [0, 1, -1, 2**63 - 1, -(2**63), 12345678901234, -98765]:
+        assert encoded_key(definition, key) == index_prefix(definition) + encode_key(
+            schema, ("id",), (key,)), key
+    with pytest.raises(OverflowError):
+        encoded_key(definition, 2**63)  # the general path names what is wrong
