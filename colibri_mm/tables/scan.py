@@ -46,6 +46,10 @@ class Scan:
         """The Arrow PyCapsule stream interface."""
         return self._rows.__arrow_c_stream__(requested_schema)
 
+    def __arrow_c_schema__(self) -> Any:
+        """The Arrow PyCapsule schema interface."""
+        return self._rows.schema.__arrow_c_schema__()
+
     def __len__(self) -> int:
         return self.num_rows
 

@@ -87,6 +87,26 @@ class Table:
         return self._read(lambda view, definition: Scan(queries.scan(view, definition, columns,
                                                                   filter)))
 
+    def to_arrow_table(self, columns: Sequence[str] | None = None,
+                       filter: pc.Expression | None = None) -> pa.Table:
+        """The rows of a snapshot taken now as a ``pyarrow.Table`` (columns of
+        checkpointed rows point into the mapped file, see :meth:`scan`)."""
+        return self.scan(columns, filter).to_arrow_table()
+
+    def to_arrow_reader(self, batch_size: int = 65536, columns: Sequence[str] | None = None,
+                        filter: pc.Expression | None = None) -> pa.RecordBatchReader:
+        """The rows of a snapshot taken now as record batches of at most ``batch_size``."""
+        return self.scan(columns, filter).to_arrow_reader(batch_size)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """The Arrow PyCapsule stream of the rows of a snapshot taken now, so
+        ``pa.table(t)``, polars and DuckDB read the table directly."""
+        return self.scan().__arrow_c_stream__(requested_schema)
+
+    def __arrow_c_schema__(self) -> Any:
+        """The Arrow PyCapsule schema of the table (``pa.schema(t)``)."""
+        return self.schema.__arrow_c_schema__()
+
     def count(self, filter: pc.Expression | None = None) -> int:
         """Number of rows (for which ``filter`` holds)."""
         return self._read(lambda view, definition: queries.count(view, definition, filter))
