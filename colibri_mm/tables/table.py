@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,6 +99,20 @@ class Table:
         """The rows of a snapshot taken now as record batches of at most ``batch_size``."""
         return self.scan(columns, filter).to_arrow_reader(batch_size)
 
+    def to_pandas(self, columns: Sequence[str] | None = None,
+                  filter: pc.Expression | None = None) -> Any:
+        """The rows of a snapshot taken now as a ``pandas.DataFrame`` (needs pandas:
+        ``pip install colibri-mm[dataframes]``)."""
+        _require("pandas", "to_pandas")
+        return self.to_arrow_table(columns, filter).to_pandas()
+
+    def to_polars(self, columns: Sequence[str] | None = None,
+                  filter: pc.Expression | None = None) -> Any:
+        """The rows of a snapshot taken now as a ``polars.DataFrame`` (needs polars:
+        ``pip install colibri-mm[dataframes]``)."""
+        polars = _require("polars", "to_polars")
+        return polars.from_arrow(self.to_arrow_table(columns, filter))
+
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         """The Arrow PyCapsule stream of the rows of a snapshot taken now, so
         ``pa.table(t)``, polars and DuckDB read the table directly."""
@@ -180,3 +195,12 @@ class Table:
 
     def __repr__(self) -> str:
         return f"<colibri_mm.Table {self._name!r}>"
+
+
+def _require(module: str, method: str) -> Any:
+    """Module ``module``, or an ImportError saying how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"table.{method}() needs {module}: pip install "
+                          f"'colibri-mm[dataframes]' (or {module} itself)") from None

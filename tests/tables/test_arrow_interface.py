@@ -56,3 +56,44 @@ def test_a_snapshot_table_streams_its_snapshot(db: cm.Database) -> None:
             tx.delete_where("t", pc.field("id") >= 10)
         assert pa.table(snap.table("t")).num_rows == 1000
     assert pa.table(db.table("t")).num_rows == 10
+
+
+def test_to_pandas_and_to_polars_keep_values_and_types(tmp_path: Path) -> None:
+    import datetime
+
+    import pandas as pd
+    import polars as pl
+
+    schema = pa.schema([("id", pa.int64()), ("ts", pa.timestamp("ns", tz="UTC")),
+                        ("cat", pa.dictionary(pa.int32(), pa.string())),
+                        ("v", pa.float64())])
+    with cm.connect(tmp_path / "db", create=True) as db:
+        db.create_table("t", schema, primary_key="id")
+        when = datetime.datetime(2026, 12, 5, 3, 4, 5, tzinfo=datetime.UTC)
+        with db.transaction() as tx:
+            tx.insert("t", {"id": [1, 2], "ts": [when, None], "cat": ["a", "b"],
+                            "v": [0.5, None]})
+        frame = db.table("t").to_pandas()
+        assert isinstance(frame, pd.DataFrame) and list(frame["id"]) == [1, 2]
+        assert frame["ts"][0] == pd.Timestamp(when) and pd.isna(frame["ts"][1])
+        assert isinstance(frame["cat"].dtype, pd.CategoricalDtype)
+        polars_frame = db.table("t").to_polars(filter=pc.field("id") == 1)
+        assert isinstance(polars_frame, pl.DataFrame)
+        assert polars_frame["v"].to_list() == [0.5] and polars_frame.height == 1
+        assert pl.DataFrame(db.table("t")).height == 2  # through the PyCapsule stream
+
+
+def test_a_missing_dataframe_library_is_named(db: cm.Database,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def without_polars(name: str, package: str | None = None) -> object:
+        if name == "polars":
+            raise ImportError("no polars here")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_polars)
+    with pytest.raises(ImportError, match=r"to_polars\(\) needs polars"):
+        db.table("t").to_polars()
