@@ -160,18 +160,9 @@ class Memtable:
     def versions_in_order(self, start: bytes | None, end: bytes | None,
                           csn: int | None) -> Iterator[tuple[bytes, bytes | None]]:
         """(key, value or None for a delete) in ``[start, end)`` as seen at ``csn``
-        (None: the writer's view), keys without a visible version left out."""
-        for key in self.keys_in_order(start, end):
-            version = self.latest(key) if csn is None else self.visible(key, csn)
-            if version is not None:
-                yield key, version[1]
-
-    def range_source(self, start: bytes | None, end: bytes | None,
-                     csn: int | None) -> Source:
-        """The versions of :meth:`versions_in_order` as a range source (copied; one
-        tight pass, older versions looked for only where the newest is too new)."""
+        (None: the writer's view), keys without a visible version left out. Older
+        versions are looked for only where the newest is too new (scans are hot)."""
         versions = self._versions
-        pairs = []
         for key in self.keys_in_order(start, end):
             of_key = versions.get(key)
             if not of_key:
@@ -182,8 +173,12 @@ class Memtable:
                 if older is None:
                     continue
                 version = older
-            pairs.append((key, version[1]))
-        return pairs_source(pairs)
+            yield key, version[1]
+
+    def range_source(self, start: bytes | None, end: bytes | None,
+                     csn: int | None) -> Source:
+        """The versions of :meth:`versions_in_order` as a range source (copied)."""
+        return pairs_source(self.versions_in_order(start, end, csn))
 
     def newest_entries(self) -> Entries:
         """The newest version of every key, sorted, as run entries (deletes as markers).

@@ -116,40 +116,40 @@ def read_chunk(definition: TableDef, value: Value | pa.Buffer,
 
 def _cached_chunk(view: KvView, definition: TableDef, chunk: int,
                   cache: ChunkCache | None) -> pa.Table | None:
-    """Chunk ``chunk`` parsed, through ``cache`` (None if the chunk does not exist).
+    """Chunk ``chunk`` parsed (see :func:`_chunk_entry`), as a table of the current
+    schema; None if the chunk does not exist."""
+    entry = _chunk_entry(view, definition, chunk, cache)
+    return None if entry is None else _current_schema(definition, entry.rows)
 
-    Only committed chunks go through the cache: a chunk this transaction wrote is
-    read from its own writes (its number was never committed, so it cannot be in
-    the cache either).
+
+def _chunk_entry(view: KvView, definition: TableDef, chunk: int,
+                 cache: ChunkCache | None) -> CachedChunk | None:
+    """Chunk ``chunk`` parsed, as stored, with its column arrays.
+
+    Committed chunks go through ``cache``: on a miss a chunk is copied into it if
+    the cache admits it (:meth:`ChunkCache.admit`), else parsed where it lies and
+    not kept. A chunk this transaction wrote is read from its own writes (its number
+    was never committed, so it cannot be in the cache either).
     """
-    key = chunk_key(definition, chunk)
-    own = isinstance(view, KvTransactionView) and view.wrote_raw(key)
-    if cache is None or own:
-        value = _chunk_value(view, definition, chunk)
-        if value is None:
-            return None
-        lease = view.lease() if isinstance(view, KvSnapshotView) else None
-        return read_chunk(definition, _arrow_buffer(value, lease))
-    cached = _through_cache(view, definition, chunk, cache)
-    return None if cached is None else _current_schema(definition, cached.rows)
-
-
-def _through_cache(view: KvView, definition: TableDef, chunk: int,
-                   cache: ChunkCache) -> CachedChunk | None:
-    """Committed chunk ``chunk`` from ``cache``. On a miss it is copied into the cache
-    if the cache admits it (:meth:`ChunkCache.admit`), else parsed where it lies (in
-    a snapshot, under the snapshot's lease) and not kept."""
-    cached = cache.get(definition.table_id, chunk)
-    if cached is not None:
-        return cached
+    if isinstance(view, KvTransactionView) and view.wrote_raw(chunk_key(definition, chunk)):
+        cache = None
+    if cache is not None:
+        cached = cache.get(definition.table_id, chunk)
+        if cached is not None:
+            return cached
     value = _chunk_value(view, definition, chunk)
     if value is None:
         return None
-    if cache.admit(len(value)):
+    if cache is not None and cache.admit(len(value)):
         private = value if isinstance(value, bytes) else value.tobytes()
         return cache.put(definition.table_id, chunk, _parse(private))
-    lease = view.lease() if isinstance(view, KvSnapshotView) else None
-    return CachedChunk.of(_parse(_arrow_buffer(value, lease)))
+    return CachedChunk.of(_parse(_arrow_buffer(value, _lease(view))))
+
+
+def _lease(view: KvView) -> object | None:
+    """What keeps pages read through ``view`` from reuse: a snapshot's lease; nothing
+    for a transaction (no checkpoint starts while it holds the write lock)."""
+    return view.lease() if isinstance(view, KvSnapshotView) else None
 
 
 def _current_schema(definition: TableDef, chunk: pa.Table) -> pa.Table:
@@ -193,11 +193,8 @@ def get(view: KvView, definition: TableDef, key: Any,
         return None
     chunk, row = where
     names = definition.schema.names
-    cached = None
-    if cache is not None and chunk != tail.TAIL_CHUNK and not (
-            isinstance(view, KvTransactionView) and view.wrote_raw(chunk_key(definition,
-                                                                             chunk))):
-        cached = _through_cache(view, definition, chunk, cache)
+    cached = None if chunk == tail.TAIL_CHUNK else _chunk_entry(view, definition, chunk,
+                                                                 cache)
     if cached is None or len(cached.arrays) != len(names) or \
             not 0 <= row < cached.rows.num_rows:
         rows = rows_at(view, definition, chunk, [row], cache)
@@ -315,7 +312,7 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
                           len(DELETED) + 4, 2)
     firsts = np.searchsorted(marked[:, 0], numbers, side="left")
     ends = np.searchsorted(marked[:, 0], numbers, side="right")
-    lease = view.lease() if isinstance(view, KvSnapshotView) else None
+    lease = _lease(view)
     for i, chunk in enumerate(numbers.tolist()):
         if chunk in skip:
             continue

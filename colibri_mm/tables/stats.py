@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -102,25 +104,30 @@ def comparisons(filter: pc.Expression) -> list[tuple[str, str, float | int]] | N
         found = [(name, operator, float(number) if as_float or any(c in number for c in ".e")
                   else int(number)) for name, operator, number in texts]
         try:
-            rebuilt = None
-            for name, operator, number in found:
-                term = getattr(pc, _OPERATORS[operator])(pc.field(name), pa.scalar(number))
-                rebuilt = term if rebuilt is None else rebuilt & term
+            rebuilt = _conjunction(found, pc.field)
         except (OverflowError, pa.ArrowException):
             continue  # a literal pyarrow would not make from the text (uint64 2**63...)
-        if rebuilt is not None and rebuilt.equals(filter):
+        if rebuilt.equals(filter):
             return found
     return None
+
+
+def _conjunction(terms: list[tuple[str, str, float | int]],
+                 operand: Callable[[str], Any]) -> Any:
+    """``terms`` applied to ``operand(column)`` (a field reference for an expression,
+    a column for a result) and joined with ``and_kleene``, as ``&`` joins them."""
+    result = None
+    for name, operator, number in terms:
+        term = getattr(pc, _OPERATORS[operator])(operand(name), pa.scalar(number))
+        result = term if result is None else pc.and_kleene(result, term)
+    assert result is not None
+    return result
 
 
 def matches(rows: pa.Table, terms: list[tuple[str, str, float | int]]) -> pa.ChunkedArray:
     """Whether each row satisfies the conjunction ``terms`` (as :func:`comparisons`
     gives them; null where unknown), with one compute call per comparison."""
-    result = None
-    for name, operator, number in terms:
-        term = getattr(pc, _OPERATORS[operator])(rows.column(name), pa.scalar(number))
-        result = term if result is None else pc.and_kleene(result, term)
-    assert result is not None
+    result: pa.ChunkedArray = _conjunction(terms, rows.column)
     return result
 
 
