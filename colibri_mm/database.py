@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .arrow.importer import ImportResult, import_arrow
+from .arrow.parquet import PathLike, import_parquet
 from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kernels.merge import Entries
@@ -419,6 +421,38 @@ class Database:
         own; snapshots already open keep seeing it)."""
         with self.transaction() as tx:
             writes.drop_rows(tx.kv, registry.drop(tx.kv, name))
+
+    def import_arrow(self, name: str, data: Any, *,
+                     primary_key: str | Sequence[str] | None = None, mode: str = "create",
+                     progress: bool = False) -> ImportResult:
+        """Import ``data`` into table ``name`` in one transaction, streaming.
+
+        ``data``: a ``pa.Table``, ``pa.RecordBatch`` or ``pa.RecordBatchReader``, a
+        pandas or polars DataFrame, anything with ``__arrow_c_stream__``, or an
+        iterable of record batches. ``mode``: ``"create"`` (a new table with the
+        data's schema and ``primary_key``), ``"append"``, ``"upsert"`` (rows with a
+        primary key already present replace it) or ``"replace"`` (new rows, schema
+        and primary key; indexes on remaining columns rebuilt). All or nothing: a
+        schema mismatch, duplicate key or unsupported type raises an error naming
+        it and imports nothing. ``progress``: draw a bar (rows, MB/s, time left).
+        """
+        return import_arrow(self, name, data, primary_key=primary_key, mode=mode,
+                            progress=progress)
+
+    def import_parquet(self, name: str, source: PathLike | Sequence[PathLike], *,
+                       columns: Sequence[str] | None = None,
+                       primary_key: str | Sequence[str] | None = None,
+                       mode: str = "create", partitioning: str | None = "hive",
+                       progress: bool = False) -> ImportResult:
+        """Import Parquet data into table ``name`` like :meth:`import_arrow`.
+
+        ``source``: a file, a list of files, a directory, or a hive-partitioned
+        dataset (``partitioning="hive"``: ``key=value`` directories become
+        columns), read as a stream through ``pyarrow.dataset``; ``columns``: only
+        these.
+        """
+        return import_parquet(self, name, source, columns=columns, primary_key=primary_key,
+                              mode=mode, partitioning=partitioning, progress=progress)
 
     def rename_table(self, old: str, new: str) -> None:
         """Rename table ``old`` to ``new`` (in a transaction of its own)."""

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrow import parquet
 from ..errors import ReadOnlyError, SchemaError
 from ..kv.views import KvSnapshotView
 from . import queries, registry, rows, writes
@@ -112,6 +113,25 @@ class Table:
         ``pip install colibri-mm[dataframes]``)."""
         polars = _require("polars", "to_polars")
         return polars.from_arrow(self.to_arrow_table(columns, filter))
+
+    def to_parquet(self, path: parquet.PathLike, columns: Sequence[str] | None = None,
+                   filter: pc.Expression | None = None, *, compression: str = "snappy",
+                   row_group_size: int = 1 << 20, progress: bool = False) -> int:
+        """Write the rows of a snapshot taken now to the Parquet file ``path``,
+        streaming (no partial file is left if it fails); returns how many rows."""
+        return parquet.to_parquet(self, path, columns=columns, filter=filter,
+                                  compression=compression, row_group_size=row_group_size,
+                                  progress=progress)
+
+    def to_dataset(self, base_dir: parquet.PathLike, partitioning: Sequence[str] = (),
+                   columns: Sequence[str] | None = None,
+                   filter: pc.Expression | None = None, *,
+                   existing_data_behavior: str = "error") -> None:
+        """Write the rows of a snapshot taken now as a Parquet dataset under
+        ``base_dir``, partitioned hive-style by the ``partitioning`` columns
+        (through ``pyarrow.dataset.write_dataset``, streaming)."""
+        parquet.to_dataset(self, base_dir, partitioning=partitioning, columns=columns,
+                           filter=filter, existing_data_behavior=existing_data_behavior)
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         """The Arrow PyCapsule stream of the rows of a snapshot taken now, so
