@@ -103,6 +103,14 @@ class RangeEntries:
         """Every value, copied out in key order as Arrow-style ``(offsets, data)``."""
         return self._gather("value")
 
+    def value_lengths(self) -> np.ndarray:
+        """The length of every value, in key order (nothing copied)."""
+        lengths = np.empty(self._index.size, np.int64)
+        for number, source in enumerate(self._sources):
+            mine = np.flatnonzero(self._source_of == number)
+            lengths[mine] = source.value_lengths[self._index[mine]]
+        return lengths
+
     def _gather(self, what: str) -> Varlen:
         pieces = []
         for number, source in enumerate(self._sources):

@@ -15,6 +15,7 @@ from ..errors import ReadOnlyError, SchemaError
 from ..kv.views import KvSnapshotView
 from . import queries, registry, rows, writes
 from .catalog import TableDef
+from .describe import describe
 from .indexes import open_index
 from .scan import Scan
 from .verify import verify_table
@@ -145,6 +146,13 @@ class Table:
     def count(self, filter: pc.Expression | None = None) -> int:
         """Number of rows (for which ``filter`` holds)."""
         return self._read(lambda view, definition: queries.count(view, definition, filter))
+
+    def describe(self) -> dict[str, Any]:
+        """What the table holds and how it is stored: ``name``, ``schema``,
+        ``primary_key``, ``rows``, ``row_groups`` (stored chunks), ``tail_rows``
+        (rows not yet in a chunk), ``stored_bytes`` (of chunks and tail rows, before
+        the store's own overhead) and ``indexes``."""
+        return self._read(describe)
 
     @property
     def indexes(self) -> list[dict[str, Any]]:

@@ -206,3 +206,15 @@ def test_to_parquet_and_to_dataset_round_trip(db: cm.Database, tmp_path: Path) -
     db.import_parquet("again", tmp_path / "ds")
     assert db.table("again").count() == 3000
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_describe_counts_rows_row_groups_and_bytes(db: cm.Database) -> None:
+    db.import_arrow("t", rows(0, 2500), primary_key="id")
+    with db.transaction() as tx:
+        tx.insert("t", rows(5000, 3))
+    db.table("t").create_index("s", kind="hash")
+    info = db.table("t").describe()
+    assert info["rows"] == 2503 and info["row_groups"] == 3 and info["tail_rows"] == 3
+    assert info["schema"].equals(SCHEMA) and info["primary_key"] == ("id",)
+    assert info["indexes"] == [{"columns": ("s",), "kind": "hash"}]
+    assert rows(0, 2500).nbytes < info["stored_bytes"] < 2 * rows(0, 2500).nbytes
