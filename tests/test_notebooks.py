@@ -72,6 +72,8 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                        os.environ.get("COLIBRI_ANALYTICS_ROWS", TEST_ANALYTICS_ROWS))
     workdir = tmp_path / "work"
     workdir.mkdir()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # what a failed notebook leaves
 
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
