@@ -8,6 +8,11 @@ file, and only then writes the *other* meta slot and syncs it: that write is the
 commit point. A crash before it leaves the previous checkpoint intact (its pages
 were not touched); a crash after it finds the new one. The WAL segments before the
 cut can then be removed.
+
+Extents written by bulk imports (:mod:`.storage.extents`) belong to the runs whose
+values name them: each new run lists the extents its chunk descriptors name, and
+the extents that the previous checkpoint's runs or the imports since then named but
+no run of the new checkpoint names are released by it.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import numpy as np
 
 from .kernels.checksum import crc32c_pages
 from .kernels.merge import Entries, merge
-from .kv.records import DELETE
+from .kv.keys import TABLE_CHUNKS
+from .kv.records import DELETE, PUT
 from .kv.run import Run, encode_run
 from .kv.store import Layer
 from .storage.allocator import Allocator
 from .storage.catalog import Catalog, ExtentRef, catalog_pages, read_catalog
+from .storage.extents import Descriptor, Extent, is_descriptor, named_extents
 from .storage.files import FileSystem
 from .storage.meta import Meta, write_meta_slot
 from .storage.pagefile import PageFile
@@ -75,19 +82,20 @@ class Checkpointer:
         return tuple(Run(self.pages, ref) for ref in self.catalog.runs)
 
     def write(self, frozen: tuple[Layer, ...], runs: tuple[Run, ...], lsn: int, csn: int,
-              oldest_visible: int) -> CheckpointResult:
+              oldest_visible: int, imported: set[Extent]) -> CheckpointResult:
         """Write a checkpoint of ``runs`` plus the ``frozen`` layers (newest first) at
-        ``lsn``/``csn`` (see the module docstring). If it fails, nothing changes: the
+        ``lsn``/``csn`` (see the module docstring); ``imported``: the extents bulk
+        imports wrote since the last checkpoint. If it fails, nothing changes: the
         allocator is put back and the previous checkpoint stays current."""
         saved = (self.allocator.end, list(self.allocator.free))
         try:
-            return self._write(frozen, runs, lsn, csn, oldest_visible)
+            return self._write(frozen, runs, lsn, csn, oldest_visible, imported)
         except BaseException:
             self.allocator.end, self.allocator.free = saved
             raise
 
     def _write(self, frozen: tuple[Layer, ...], runs: tuple[Run, ...], lsn: int, csn: int,
-               oldest_visible: int) -> CheckpointResult:
+               oldest_visible: int, imported: set[Extent]) -> CheckpointResult:
         pages = self.pages
         assert pages is not None
         new_id = self.meta.checkpoint_id + 1
@@ -113,15 +121,22 @@ class Checkpointer:
             first = self.allocator.allocate(count, oldest_visible)
             pages.reserve(first + count)
             pages.write(first, image)
-            ref = ExtentRef(first, count, crc32c_pages(image, pages.page_size))
+            named = tuple(sorted(named_extents(entries, TABLE_CHUNKS, pages.page_size)))
+            ref = ExtentRef(first, count, crc32c_pages(image, pages.page_size), named)
             new_runs.append(Run(pages, ref, verified=True))
             run_bytes = image.size
         for old in merged_away:
             self.allocator.release(old.extent.first, old.extent.count, new_id)
+        remaining_refs = _unshadowed(entries, remaining, pages.page_size)
+        refs = (*(run.extent for run in new_runs), *remaining_refs)
+        kept = {e for ref in refs for e in ref.named}
+        named_before = {e for ref in self.catalog.runs for e in ref.named} | imported
+        for first_page, page_count in sorted(named_before - kept):
+            self.allocator.release(first_page, page_count, new_id)
         if self._catalog_extent is not None:
             self.allocator.release(*self._catalog_extent, new_id)
         all_runs = (*new_runs, *remaining)
-        catalog, catalog_first, catalog_count = self._write_catalog(all_runs)
+        catalog, catalog_first, catalog_count = self._write_catalog(refs)
         pages.sync()
         meta = replace(self.meta, checkpoint_id=new_id, checkpoint_lsn=lsn,
                        checkpoint_csn=csn, catalog_root=catalog_first)
@@ -131,15 +146,16 @@ class Checkpointer:
         self.meta = meta
         self.catalog = catalog
         self._catalog_extent = (catalog_first, catalog_count)
+        for run, ref in zip(remaining, remaining_refs, strict=True):
+            run.extent = ref
         return CheckpointResult(meta, all_runs, int(entries.kinds.size), run_bytes,
                                 len(merged_away))
 
-    def _write_catalog(self, runs: tuple[Run, ...]) -> tuple[Catalog, int, int]:
-        """Write the catalog at the end of the file (never into a free extent, so the
-        free list it records does not depend on where it goes)."""
+    def _write_catalog(self, refs: tuple[ExtentRef, ...]) -> tuple[Catalog, int, int]:
+        """Write the catalog of runs ``refs`` at the end of the file (never into a free
+        extent, so the free list it records does not depend on where it goes)."""
         pages = self.pages
         assert pages is not None
-        refs = tuple(run.extent for run in runs)
         draft = Catalog(0, refs, tuple(self.allocator.free))
         count = catalog_pages(len(draft.encode()), pages.page_size)
         first = self.allocator.end
@@ -151,6 +167,37 @@ class Checkpointer:
         pages.reserve(first + count)
         pages.write(first, image)
         return catalog, first, count
+
+
+def _unshadowed(entries: Entries, runs: list[Run], page_size: int) -> list[ExtentRef]:
+    """The references of ``runs`` (newest first) without the extents named by
+    descriptors that ``entries`` (the new run) shadow: a chunk key the new run
+    deletes (a dropped table, a compacted chunk) no longer names its extent, even
+    though the older run still holds the descriptor."""
+    refs = [run.extent for run in runs]
+    if not any(ref.named for ref in refs):
+        return refs
+    dead: list[set[Extent]] = [set() for _ in refs]
+    for key in _keys_with_prefix(entries, TABLE_CHUNKS):
+        for i, run in enumerate(runs):
+            hit = run.get(key, view=True)
+            if hit is None:
+                continue
+            if hit[0] == PUT and is_descriptor(hit[1]):
+                dead[i].add(Descriptor.decode(hit[1], page_size).extent)
+            break
+    return [replace(ref, named=tuple(e for e in ref.named if e not in gone)) if gone else ref
+            for ref, gone in zip(refs, dead, strict=True)]
+
+
+def _keys_with_prefix(entries: Entries, prefix: bytes) -> list[bytes]:
+    """The keys of ``entries`` (sorted) that begin with ``prefix``."""
+    offsets, data = entries.key_offsets, entries.key_data
+    starts = offsets[:-1]
+    mask = np.diff(offsets) >= len(prefix)
+    for k, byte in enumerate(prefix):
+        mask[mask] &= data[starts[mask] + k] == byte
+    return [data[offsets[i] : offsets[i + 1]].tobytes() for i in np.flatnonzero(mask).tolist()]
 
 
 def _bytes(entries: Entries) -> int:

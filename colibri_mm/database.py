@@ -19,6 +19,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,13 +34,14 @@ from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kernels.merge import Entries
 from .kv.batch import Batch
-from .kv.keys import as_bytes, user_key
+from .kv.keys import TABLE_CHUNKS, as_bytes, user_key
 from .kv.memtable import Memtable
 from .kv.records import KV_CHANGES, encode_changes, encode_entries, record_bounds, split_changes
 from .kv.store import StoreVersion
 from .kv.wal_apply import WalApplier
 from .kv.writeset import WriteSet
 from .options import Options
+from .storage.extents import Extent, ExtentReader, ExtentWriter, named_extents
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
 from .storage.pagefile import DATA_NAME, PageFile
@@ -96,7 +99,11 @@ class Database:
         self._writer: WalWriter | None = None
         self._checkpointer: Checkpointer | None = None
         self._commits_since_sweep = 0
-        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_lock = threading.RLock()
+        """Held by a checkpoint, and by a bulk transaction (which allocates pages)."""
+        self._imported: set[Extent] = set()
+        """Extents bulk transactions wrote since the last checkpoint."""
+        self.extent_reader: ExtentReader | None = None
         self._install_lock = threading.Lock()
         """Serialises replacing the store version (bulk commits, checkpoints)."""
         self._checkpoint_wanted = threading.Event()
@@ -128,6 +135,8 @@ class Database:
                 pages = PageFile(file_system, path, meta.page_size,
                                  writable=not options.readonly)
             self._checkpointer = Checkpointer(file_system, path, meta, slot, pages)
+            if pages is not None:
+                self.extent_reader = ExtentReader(pages)
             self._clock: CommitClock[StoreVersion] = CommitClock(
                 meta.checkpoint_csn,
                 StoreVersion(Memtable(), (), self._checkpointer.runs(), meta.checkpoint_id))
@@ -137,6 +146,7 @@ class Database:
                 self._readers.announce(meta.checkpoint_id)
                 self._live_replay = True
             else:
+                self._claim_replayed_extents()
                 self._writer = self._start_writer(position)
                 self._checkpoint_thread = threading.Thread(
                     target=self._checkpoint_when_wanted, name="colibri-checkpoint",
@@ -206,6 +216,21 @@ class Database:
                  report.seconds, "; dropped: " + "; ".join(report.dropped)
                  if report.dropped else "")
         return report, position
+
+    def _claim_replayed_extents(self) -> None:
+        """Take back from the free space the extents that commits replayed from the
+        WAL name (bulk imports after the last checkpoint): that checkpoint's catalog
+        does not know them."""
+        checkpointer = self._checkpointer
+        assert checkpointer is not None
+        if checkpointer.pages is None:
+            return
+        for layer in self._clock.state.layers():
+            for extent in named_extents(layer.newest_entries(), TABLE_CHUNKS,
+                                        checkpointer.pages.page_size):
+                if extent not in self._imported:
+                    checkpointer.allocator.claim(*extent)
+                    self._imported.add(extent)
 
     # -- reader processes ------------------------------------------------------------
 
@@ -498,13 +523,10 @@ class Database:
                                                      version.checkpoint_id))
             finally:
                 self._write_mutex.release()
-            assert self._readers is not None
-            in_use = [v.checkpoint_id for v in self._clock.live_states()]
-            by_readers = self._readers.oldest_checkpoint()
-            if by_readers is not None:
-                in_use.append(by_readers)
-            oldest = min(in_use, default=checkpointer.meta.checkpoint_id)
-            result = checkpointer.write(frozen_all, version.runs, lsn, csn, oldest)
+            imported = set(self._imported)
+            result = checkpointer.write(frozen_all, version.runs, lsn, csn,
+                                        self._oldest_visible_checkpoint(), imported)
+            self._imported -= imported
             with self._install_lock:
                 current = self._clock.state
                 self._clock.install(StoreVersion(
@@ -524,6 +546,45 @@ class Database:
                      result.meta.checkpoint_id, result.entries, result.run_bytes,
                      result.merged_runs, self.last_checkpoint["seconds"])
             return dict(self.last_checkpoint)
+
+    def _oldest_visible_checkpoint(self) -> int:
+        """The oldest checkpoint a snapshot, a lease or a reader process may read:
+        pages released by a later checkpoint must not be reused yet."""
+        checkpointer = self._checkpointer
+        assert self._readers is not None and checkpointer is not None
+        in_use = [v.checkpoint_id for v in self._clock.live_states()]
+        by_readers = self._readers.oldest_checkpoint()
+        if by_readers is not None:
+            in_use.append(by_readers)
+        return min(in_use, default=checkpointer.meta.checkpoint_id)
+
+    @contextmanager
+    def bulk_transaction(self) -> Iterator[tuple[Transaction, WriteSettings]]:
+        """A write transaction whose table chunks of at least a few pages are written
+        as extents of the data file (``storage/extents.py``) rather than into the
+        WAL: yields the transaction and the write settings that do so. The extents
+        are synced before the commit, which logs only their descriptors. No
+        checkpoint runs meanwhile (both allocate pages). Commits on leaving the
+        block normally, aborts on an exception."""
+        self._check_open()
+        checkpointer = self._checkpointer
+        if self._writer is None or checkpointer is None or checkpointer.pages is None:
+            raise ReadOnlyError(f"{self.path} is open read-only: it cannot import")
+        with self._checkpoint_lock:
+            tx = self.transaction()
+            extents = ExtentWriter(checkpointer.pages, checkpointer.allocator,
+                                   self._oldest_visible_checkpoint())
+            try:
+                yield tx, replace(self.write_settings, extents=extents)
+                extents.sync()
+            except BaseException:
+                tx.abort()
+                extents.release()  # no commit named them: free again at once
+                raise
+            # Known before the commit: a checkpoint the commit runs itself (memory
+            # backpressure) must count them.
+            self._imported.update(extents.extents)
+            tx.commit()
 
     def _remove_unneeded_segments(self, newest: int) -> int:
         """Delete WAL segments no reader process needs (each replays the WAL after the

@@ -32,7 +32,8 @@ class Snapshot:
         self._id, self.csn, version = db._clock.open_snapshot()
         self._open = True
         self.kv = KvSnapshotView(version, self.csn, db.options, self._check_open,
-                                 lambda: db._clock.lease(self.csn, version))
+                                 lambda: db._clock.lease(self.csn, version),
+                                 db.extent_reader)
 
     def _check_open(self) -> None:
         if not self._open:
@@ -73,7 +74,7 @@ class Transaction:
         self._writes = WriteSet()
         self._active = True
         self.kv = KvTransactionView(db._current_version, self._writes, db.options,
-                                    self._check_active)
+                                    self._check_active, db.extent_reader)
 
     def _check_active(self) -> None:
         if not self._active:

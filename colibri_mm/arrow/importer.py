@@ -1,11 +1,15 @@
 """``db.import_arrow``: a stream of record batches into a table, in one transaction.
 
 Rows are gathered into groups of ``row_group_rows`` (so every stored chunk is full)
-and written as they come; nothing but one group is held in memory besides what the
-transaction itself records. The import is all or nothing: a schema mismatch, a
-duplicate primary key or an unsupported type raises an error naming the column or
-key, the transaction is aborted, and the database is as it was (the table is not
-created either).
+and written as they come, in a bulk transaction: each chunk goes straight into
+free pages of the data file, and the transaction logs only where (see
+``colibri_mm.storage.extents``). Memory holds one group plus, for a table with a
+primary key, the encoded keys and row ids of the rows imported so far (their index
+is written once, at the end: :class:`~colibri_mm.tables.writes.BulkLoad`).
+
+The import is all or nothing: a schema mismatch, a duplicate primary key or an
+unsupported type raises an error naming the column or key, the transaction is
+aborted, and the database is as it was (the table is not created either).
 
 Modes: ``create`` (a new table, schema from the data), ``append`` (insert into an
 existing table), ``upsert`` (insert, replacing rows with the same primary key) and
@@ -15,7 +19,7 @@ the new schema still has are rebuilt).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,26 +58,42 @@ def import_arrow(db: Database, name: str, data: Any, *,
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     reader, known_rows = as_reader(data)
-    settings = db.write_settings
     with Progress(f"import {name}", total_rows or known_rows, progress) as counter, \
-            db.transaction() as tx:
+            db.bulk_transaction() as (tx, settings):
         definition = _target(tx.kv, name, reader.schema, primary_key, mode)
-        write = writes.upsert if mode == "upsert" else writes.insert
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        for batch in reader:
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            counter.add(batch.num_rows, batch.nbytes)
-            while pending_rows >= settings.chunk_rows:
-                group = pa.Table.from_batches(pending, reader.schema)
-                write(tx.kv, definition, group.slice(0, settings.chunk_rows), settings)
-                rest = group.slice(settings.chunk_rows)
-                pending = rest.to_batches()
-                pending_rows = rest.num_rows
-        if pending_rows:
-            write(tx.kv, definition, pa.Table.from_batches(pending, reader.schema), settings)
+        groups = _groups(reader, settings.chunk_rows, counter)
+        first = next(groups, None)
+        if first is not None and first.num_rows < settings.chunk_rows:
+            # Less than a chunk in all: the usual write path (the tail may take it).
+            write = writes.upsert if mode == "upsert" else writes.insert
+            write(tx.kv, definition, first, settings)
+        elif first is not None:
+            load = writes.BulkLoad(tx.kv, definition, settings, upsert=mode == "upsert")
+            load.add(first)
+            for group in groups:
+                load.add(group)
+            load.finish()
     return ImportResult(name, counter.rows, counter.bytes, counter.seconds)
+
+
+def _groups(reader: pa.RecordBatchReader, rows: int,
+            counter: Progress) -> Iterator[pa.Table]:
+    """The reader's rows in tables of ``rows`` rows (the last may have fewer), each
+    a slice of the batches read (no copy), counted by ``counter`` as read."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in reader:
+        counter.add(batch.num_rows, batch.nbytes)
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= rows:
+            group = pa.Table.from_batches(pending, reader.schema)
+            yield group.slice(0, rows)
+            rest = group.slice(rows)
+            pending = rest.to_batches()
+            pending_rows = rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending, reader.schema)
 
 
 def _target(view: KvTransactionView, name: str, schema: pa.Schema,

@@ -17,6 +17,9 @@ KeyLike = bytes | bytearray | memoryview | str
 USER_PREFIX = b"\x00"
 """First byte of the stored form of every ``db.kv`` key."""
 SYSTEM_PREFIX = b"\x01"
+TABLE_CHUNKS = SYSTEM_PREFIX + b"\x03"
+"""The engine key space of table chunks: the only keys whose values may be extent
+descriptors (``colibri_mm.storage.extents``)."""
 """First byte of every key the engine keeps for itself."""
 
 

@@ -23,12 +23,13 @@ class ManyFound:
     """Per probe key: 1 a value was found, 0 a delete, -1 nothing yet (``states``);
     the first layer that has a key decides it."""
 
-    def __init__(self, probes: Varlen) -> None:
+    def __init__(self, probes: Varlen, in_order: bool = False) -> None:
         self.probes = probes
         self.count = probes[0].size - 1
         self.states = np.full(self.count, -1, np.int8)
         self._listed: list[bytes] = []
-        self._order: np.ndarray | None = None
+        self._order: np.ndarray | None = np.arange(self.count) if in_order else None
+        """A permutation sorting the probes (given when they come sorted)."""
         self._pieces: list[Piece] = []
 
     def keys(self) -> list[bytes]:

@@ -30,14 +30,18 @@ from .writeset import WriteSet
 
 if TYPE_CHECKING:
     from ..options import Options
+    from ..storage.extents import ExtentReader
 
 
 class KvSnapshotView:
     """Read-only key/value access at a fixed CSN."""
 
     def __init__(self, version: StoreVersion, csn: int, options: Options,
-                 check_open: Callable[[], None], lease: Callable[[], object]) -> None:
+                 check_open: Callable[[], None], lease: Callable[[], object],
+                 extents: ExtentReader | None = None) -> None:
         self._version = version
+        self.extents = extents
+        """Reads values stored as extents of the data file (None: no data file)."""
         self._csn = csn
         self._options = options
         self._check_open = check_open
@@ -91,8 +95,11 @@ class KvTransactionView:
     """Key/value access inside a write transaction."""
 
     def __init__(self, current: Callable[[], StoreVersion], writes: WriteSet,
-                 options: Options, check_writable: Callable[[], None]) -> None:
+                 options: Options, check_writable: Callable[[], None],
+                 extents: ExtentReader | None = None) -> None:
         self._current = current
+        self.extents = extents
+        """Reads values stored as extents of the data file (None: no data file)."""
         self._writes = writes
         self._options = options
         self._check_writable = check_writable
@@ -138,12 +145,12 @@ class KvTransactionView:
         return RangeEntries(self._writes.range_sources(low, high) +
                             self._current().range_sources(low, high, None))
 
-    def get_many_raw(self, probes: Varlen) -> ManyFound:
+    def get_many_raw(self, probes: Varlen, in_order: bool = False) -> ManyFound:
         """Stored-form keys (Arrow-style offsets + data) as this transaction sees
         them: ``.states`` 1 has a value, 0 deleted, -1 never written; ``.values()``
-        (for the engine)."""
+        (for the engine). ``in_order``: the probes are in key order already."""
         self._check_writable()
-        found = ManyFound(probes)
+        found = ManyFound(probes, in_order)
         self._writes.find_many(found)
         if found.undecided():
             self._current().find_many(found, None)

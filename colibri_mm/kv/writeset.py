@@ -64,7 +64,14 @@ class WriteSet:
         """Decide the undecided probes of ``found`` this transaction wrote or deleted."""
         for layer in reversed(self._layers):
             if isinstance(layer, dict):
-                if layer:
+                if not layer:
+                    continue
+                if len(layer) < found.count:
+                    # Fewer changes than probes: search the changes as sorted arrays
+                    # (one kernel call) rather than each probe in the dict.
+                    SortedEntries(entries_from_lists(list(layer), list(layer.values()))
+                                  ).find_many(found)
+                else:
                     found.take_each(_versions_in(layer))
             else:
                 layer.find_many(found)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import CorruptionError
+
 
 @dataclass(frozen=True)
 class FreeExtent:
@@ -44,6 +46,34 @@ class Allocator:
         """Return an extent that checkpoint ``released_by`` no longer refers to."""
         self.free.append(FreeExtent(first, count, released_by))
         self.free.sort(key=lambda e: e.first)
+
+    def claim(self, first: int, count: int) -> None:
+        """Mark pages ``first .. first + count - 1`` used again: an extent a replayed
+        commit names, which the checkpoint read at open lists as free or not yet
+        allocated. Pages that checkpoint uses for something else are corruption."""
+        end = first + count
+        old_end = self.end
+        inside = max(0, min(end, old_end) - first)
+        kept: list[FreeExtent] = []
+        covered = 0
+        for extent in self.free:
+            lo, hi = max(extent.first, first), min(extent.first + extent.count, end)
+            if lo >= hi:
+                kept.append(extent)
+                continue
+            covered += hi - lo
+            if extent.first < lo:
+                kept.append(FreeExtent(extent.first, lo - extent.first, extent.released_by))
+            if hi < extent.first + extent.count:
+                kept.append(FreeExtent(hi, extent.first + extent.count - hi,
+                                       extent.released_by))
+        if covered != inside:
+            raise CorruptionError(f"a replayed commit names pages {first}..{end - 1}, which "
+                                  "the last checkpoint uses for something else")
+        if first > old_end:
+            kept.append(FreeExtent(old_end, first - old_end, 0))
+        self.end = max(old_end, end)
+        self.free = sorted(kept, key=lambda e: e.first)
 
     @property
     def free_pages(self) -> int:

@@ -2,14 +2,16 @@
 
 It lists the extents holding data (each with the CRC-32C of every one of its pages:
 checksums live with the reference, ZFS-style, so data pages stay contiguous), the
-free extents, and the end of the allocated pages. The meta slot points at its first
+free extents, the end of the allocated pages, and for each sorted run the extents
+its values name (imported table chunks, :mod:`.extents`, whose CRCs are in the
+descriptors). The meta slot points at its first
 page. Byte layout: ``docs/FORMAT.md`` section 6.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,9 @@ _HEADER = struct.Struct("<8sIIQQII")
 _EXTENT = struct.Struct("<QQ")
 _FREE = struct.Struct("<QQQ")
 _CRC = struct.Struct("<I")
+_COUNT = struct.Struct("<I")
+HAS_RUN_EXTENTS = 1
+"""Header flag: per-run lists of named extents follow the free extents."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class ExtentRef:
     first: int
     count: int
     page_crcs: npt.NDArray[np.uint32]
+    named: tuple[tuple[int, int], ...] = ()
+    """For a sorted run: the extents (first page, page count) its values name."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,13 @@ class Catalog:
             parts.append(_EXTENT.pack(run.first, run.count))
             parts.append(run.page_crcs.astype("<u4").tobytes())
         parts.extend(_FREE.pack(f.first, f.count, f.released_by) for f in self.free)
+        for run in self.runs:
+            parts.append(_COUNT.pack(len(run.named)))
+            parts.extend(_EXTENT.pack(first, count) for first, count in run.named)
         body = b"".join(parts)
         length = _HEADER.size + len(body) + _CRC.size
-        head = _HEADER.pack(MAGIC, VERSION, 0, length, self.end, len(self.runs),
-                            len(self.free))
+        head = _HEADER.pack(MAGIC, VERSION, HAS_RUN_EXTENTS, length, self.end,
+                            len(self.runs), len(self.free))
         return head + body + _CRC.pack(mask(crc32c(head + body)))
 
     @classmethod
@@ -63,8 +73,9 @@ class Catalog:
         """Parse and verify; :class:`CorruptionError` names ``where`` if damaged."""
         if len(data) < _HEADER.size:
             raise CorruptionError(f"catalog at {where} is truncated")
-        magic, version, _, length, end, n_runs, n_free = _HEADER.unpack_from(data)
-        if magic != MAGIC or version != VERSION or not _HEADER.size < length <= len(data):
+        magic, version, flags, length, end, n_runs, n_free = _HEADER.unpack_from(data)
+        if magic != MAGIC or version != VERSION or flags & ~HAS_RUN_EXTENTS or \
+                not _HEADER.size < length <= len(data):
             raise CorruptionError(f"catalog at {where} has a bad header")
         (stored,) = _CRC.unpack_from(data, length - _CRC.size)
         if stored != mask(crc32c(data[: length - _CRC.size])):
@@ -81,6 +92,16 @@ class Catalog:
         for _ in range(n_free):
             free.append(FreeExtent(*_FREE.unpack_from(data, at)))
             at += _FREE.size
+        if flags & HAS_RUN_EXTENTS:
+            for i, run in enumerate(runs):
+                (n_named,) = _COUNT.unpack_from(data, at)
+                at += _COUNT.size
+                if at + n_named * _EXTENT.size > length - _CRC.size:
+                    raise CorruptionError(f"catalog at {where} has a bad extent list")
+                named = tuple(_EXTENT.unpack_from(data, at + k * _EXTENT.size)
+                              for k in range(n_named))
+                at += n_named * _EXTENT.size
+                runs[i] = replace(run, named=named)
         return cls(end, tuple(runs), tuple(free))
 
 

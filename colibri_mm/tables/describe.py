@@ -5,11 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..kv.keys import prefix_end
+from ..kv.ranges import RangeEntries
 from ..kv.views import KvView
+from ..storage.extents import DESCRIPTOR_BYTES, is_descriptor
 from . import tail
 from .catalog import TableDef, table_part
 from .rows import CHUNKS, row_count
+
+
+def _chunk_bytes(view: KvView, chunks: RangeEntries) -> int:
+    """Bytes of the chunks, those written as extents counted at their length."""
+    lengths = chunks.value_lengths()
+    for i in np.flatnonzero(lengths >= DESCRIPTOR_BYTES).tolist():
+        value = chunks.value(i)
+        if is_descriptor(value):
+            assert view.extents is not None
+            lengths[i] = view.extents.length(value)
+    return int(lengths.sum())
 
 
 def describe(view: KvView, definition: TableDef) -> dict[str, Any]:
@@ -24,7 +39,6 @@ def describe(view: KvView, definition: TableDef) -> dict[str, Any]:
         "rows": row_count(view, definition),
         "row_groups": len(chunks),
         "tail_rows": len(tail_values),
-        "stored_bytes": int(chunks.value_lengths().sum() +
-                            tail_values.value_lengths().sum()),
+        "stored_bytes": _chunk_bytes(view, chunks) + int(tail_values.value_lengths().sum()),
         "indexes": [{"columns": i.columns, "kind": i.kind} for i in definition.indexes],
     }

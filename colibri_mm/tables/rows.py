@@ -27,9 +27,10 @@ import pyarrow as pa
 
 from ..errors import CorruptionError, SchemaError
 from ..kernels.sort import gather_slices
-from ..kv.keys import SYSTEM_PREFIX, prefix_end
+from ..kv.keys import SYSTEM_PREFIX, TABLE_CHUNKS, prefix_end
 from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView, KvView
+from ..storage.extents import is_descriptor
 from . import tail
 from .catalog import TableDef, table_part
 from .chunk_cache import CachedChunk, ChunkCache
@@ -37,7 +38,7 @@ from .conform import column_array
 from .keys import encode_key, encode_keys, key_numbers
 
 INDEX = SYSTEM_PREFIX + b"\x02"
-CHUNKS = SYSTEM_PREFIX + b"\x03"
+CHUNKS = TABLE_CHUNKS
 NEXT_CHUNK = SYSTEM_PREFIX + b"\x04"
 DELETED = SYSTEM_PREFIX + b"\x05"
 COUNTS = SYSTEM_PREFIX + b"\x06"
@@ -84,10 +85,23 @@ def encode_counts(stored: int, deleted: int) -> bytes:
 
 
 def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None:
-    """A chunk's stored value for reading rows out of it, a view where the value lies
-    in an array: in a snapshot the caller wraps it with the snapshot's lease; in a
-    transaction it must not outlive the transaction (writes copy what they keep)."""
-    return view.get_raw_view(chunk_key(definition, chunk))
+    """A chunk's bytes for reading rows out of it, a view where they lie in an array
+    (a run, or an extent of the data file): in a snapshot the caller wraps it with
+    the snapshot's lease; in a transaction it must not outlive the transaction
+    (writes copy what they keep)."""
+    value = view.get_raw_view(chunk_key(definition, chunk))
+    return None if value is None else chunk_bytes(view, value)
+
+
+def chunk_bytes(view: KvView, value: Value) -> Value:
+    """The bytes of a chunk whose key holds ``value``: the value itself, or the
+    extent of the data file it describes (a bulk import's chunk)."""
+    if not is_descriptor(value):
+        return value
+    if view.extents is None:
+        raise CorruptionError("a table chunk names an extent of the data file, which "
+                              "is missing")
+    return view.extents.read(value)
 
 
 def _parse(value: Value | pa.Buffer, columns: Sequence[int] | None = None) -> pa.Table:
@@ -316,7 +330,8 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
     for i, chunk in enumerate(numbers.tolist()):
         if chunk in skip:
             continue
-        rows = read_chunk(definition, _arrow_buffer(chunks.value(i), lease), columns)
+        rows = read_chunk(definition, _arrow_buffer(chunk_bytes(view, chunks.value(i)), lease),
+                          columns)
         positions = np.arange(rows.num_rows) if numbered else _NO_POSITIONS
         deleted = marked[firsts[i] : ends[i], 1]
         if deleted.size:

@@ -26,6 +26,7 @@ from ..kv.batch import entries_from_slices
 from ..kv.keys import prefix_end
 from ..kv.records import DELETE, PUT
 from ..kv.views import KvTransactionView
+from ..storage.extents import ExtentWriter
 from . import tail
 from .catalog import TableDef, table_part
 from .chunk_cache import ChunkCache
@@ -48,6 +49,7 @@ from .rows import (
     deleted_rows,
     encode_counts,
     encoded_key,
+    fetch,
     find,
     index_prefix,
     indexed_chunk,
@@ -63,13 +65,15 @@ SMALL_CHUNKS = 16
 @dataclass(frozen=True)
 class WriteSettings:
     """How a write lays rows out: rows per chunk, the size from which index entries
-    go the bulk way, the rows a tail holds (:mod:`.tail`), and the chunk cache reads
-    may use."""
+    go the bulk way, the rows a tail holds (:mod:`.tail`), the chunk cache reads
+    may use, and (in a bulk transaction) the extents chunks are written to."""
 
     chunk_rows: int
     bulk_changes: int
     tail_rows: int
     cache: ChunkCache | None = None
+    extents: ExtentWriter | None = None
+    """In a bulk transaction: where chunks of a few pages or more are written."""
 
 
 def insert(view: KvTransactionView, definition: TableDef, rows: Any,
@@ -369,6 +373,16 @@ def fold_tail(view: KvTransactionView, definition: TableDef,
 def _write_chunks(view: KvTransactionView, definition: TableDef, table: pa.Table,
                   keys: Keys, settings: WriteSettings) -> None:
     """Write ``table`` as new chunks and point the indexes at its rows."""
+    row_ids, small = _store_chunks(view, definition, table, settings)
+    _index_rows(view, definition, table, keys, row_ids, settings)
+    if small is not None:
+        _note_small_chunk(view, definition, *small, settings)
+
+
+def _store_chunks(view: KvTransactionView, definition: TableDef, table: pa.Table,
+                  settings: WriteSettings) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Write ``table`` as new chunks (no index entries); returns the rows' ids, and
+    (chunk, rows) of the last chunk if it is under half full."""
     n = table.num_rows
     next_key = NEXT_CHUNK + table_part(definition)
     stored = view.get_raw(next_key)
@@ -379,7 +393,7 @@ def _write_chunks(view: KvTransactionView, definition: TableDef, table: pa.Table
     chunk = first_chunk
     for start in range(0, n, chunk_rows):
         part = table.slice(start, chunk_rows)
-        view.put_raw(chunk_key(definition, chunk), _ipc(part))
+        view.put_raw(chunk_key(definition, chunk), _chunk_value(part, settings))
         view.put_raw(counts_key(definition, chunk), encode_counts(part.num_rows, 0))
         view.put_raw(stats_key(definition, chunk), encode_stats(part))
         chunk += 1
@@ -387,9 +401,10 @@ def _write_chunks(view: KvTransactionView, definition: TableDef, table: pa.Table
     positions = np.arange(n, dtype=np.uint64)
     row_ids = ((np.uint64(first_chunk) + positions // np.uint64(chunk_rows))
                << np.uint64(32)) | (positions % np.uint64(chunk_rows))
-    _index_rows(view, definition, table, keys, row_ids, settings)
+    small = None
     if n % chunk_rows and n % chunk_rows < chunk_rows // 2:
-        _note_small_chunk(view, definition, chunk - 1, n % chunk_rows, settings)
+        small = chunk - 1, n % chunk_rows
+    return row_ids, small
 
 
 def _note_small_chunk(view: KvTransactionView, definition: TableDef, chunk: int,
@@ -440,15 +455,39 @@ def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,
 
 
 def _ipc(rows: pa.Table) -> bytes:
-    """A chunk's value: an Arrow IPC stream, zero-padded to a multiple of 64 bytes
-    (readers stop at the end-of-stream marker) so that chunks stored one after the
-    other in a sorted run keep the alignment of the first."""
+    """A chunk's value: an Arrow IPC stream of one record batch, zero-padded to a
+    multiple of 64 bytes (readers stop at the end-of-stream marker) so that chunks
+    stored one after the other in a sorted run keep the alignment of the first."""
     sink = pa.BufferOutputStream()
+    _write_ipc(rows, sink)
+    stream_bytes: bytes = sink.getvalue().to_pybytes()
+    return stream_bytes + bytes(-len(stream_bytes) % 64)
+
+
+def _write_ipc(rows: pa.Table, sink: pa.NativeFile) -> None:
     with pa.ipc.new_stream(sink, rows.schema) as stream:
         for batch in rows.combine_chunks().to_batches():
             stream.write_batch(batch)
-    stream_bytes: bytes = sink.getvalue().to_pybytes()
-    return stream_bytes + bytes(-len(stream_bytes) % 64)
+
+
+def _chunk_value(rows: pa.Table, settings: WriteSettings) -> bytes:
+    """What a chunk's key holds: the chunk itself (:func:`_ipc`) or, in a bulk
+    transaction and for a chunk of a few pages or more, the descriptor of the extent
+    it was written to (the stream written straight into the page image)."""
+    extents = settings.extents
+    if extents is None:
+        return _ipc(rows)
+    rows = rows.combine_chunks()
+    sizer = pa.MockOutputStream()
+    _write_ipc(rows, sizer)
+    size = sizer.size()
+    if size < extents.min_bytes:
+        return _ipc(rows)
+
+    def fill(out: np.ndarray) -> None:
+        _write_ipc(rows, pa.FixedSizeBufferWriter(pa.py_buffer(out)))
+
+    return extents.store(size, fill)
 
 
 def drop_rows(view: KvTransactionView, definition: TableDef) -> int:
@@ -468,3 +507,128 @@ def drop_rows(view: KvTransactionView, definition: TableDef) -> int:
                                         np.empty(0, np.uint8)))
             dropped += count
     return dropped
+
+
+class BulkLoad:
+    """Rows appended group by group inside one (bulk) transaction, as by
+    :func:`insert` or :func:`upsert` of all of them at once, but streamed: each
+    group is written as chunks when it comes, and the primary key index is written
+    once at :meth:`finish`, after checking every key together (one sort for repeats
+    among the rows, one vectorised lookup for keys the table has). Looking up each
+    group's keys as it came would search every earlier group's index layer."""
+
+    def __init__(self, view: KvTransactionView, definition: TableDef,
+                 settings: WriteSettings, *, upsert: bool) -> None:
+        if upsert and definition.primary_key is None:
+            raise SchemaError(f"table {definition.name!r} has no primary key to upsert by")
+        self._view = view
+        self._definition = definition
+        self._settings = settings
+        self._upsert = upsert
+        self._keys: list[Varlen] = []
+        self._key_rows: list[pa.Table] = []
+        self._row_ids: list[np.ndarray] = []
+        self._small: list[tuple[int, int]] = []
+        self.rows = 0
+
+    def add(self, rows: Any) -> int:
+        """Write ``rows`` as chunks (their secondary index entries too); returns how
+        many."""
+        definition = self._definition
+        table = conform(definition, rows)
+        if not table.num_rows:
+            return 0
+        if definition.primary_key is not None:
+            self._keys.append(encode_keys(table, definition.primary_key))
+            self._key_rows.append(table.select(list(definition.primary_key)))
+        row_ids, small = _store_chunks(self._view, definition, table, self._settings)
+        if not self._upsert:  # an upsert's entries wait until replaced rows are known
+            for index in indexes_of(definition):
+                index.insert(self._view, table, row_ids, self._settings.bulk_changes)
+        self._row_ids.append(row_ids)
+        if small is not None:
+            self._small.append(small)
+        self.rows += table.num_rows
+        return int(table.num_rows)
+
+    def finish(self) -> None:
+        """Check the keys and write the primary key index (a repeated or present key
+        raises :class:`ConstraintError` naming it; with ``upsert``, the last row of
+        a key wins and replaces the table's row)."""
+        view, definition, settings = self._view, self._definition, self._settings
+        due: set[int] = set()
+        if self._keys:
+            offsets, data = _concatenated(self._keys)
+            row_ids = np.concatenate(self._row_ids)
+            starts, lengths = offsets[:-1], np.diff(offsets)
+            newest = sorted_distinct(starts, lengths, data)
+            if newest.size < row_ids.size:
+                dead = np.ones(row_ids.size, bool)
+                dead[newest] = False
+                if not self._upsert:
+                    raise ConstraintError(
+                        f"duplicate primary key {self._key_text(int(np.argmax(dead)))} in the "
+                        f"rows written to {definition.name!r}")
+                self._mark_rows(row_ids[dead], due)
+            probes = gather_slices(starts, lengths, data, newest, index_prefix(definition))
+            found = view.get_many_raw(probes, in_order=True)
+            present = np.flatnonzero(found.states == 1)
+            if present.size:
+                if not self._upsert:
+                    raise ConstraintError(
+                        f"duplicate primary key {self._key_text(int(newest[present[0]]))}: "
+                        f"table {definition.name!r} already has it")
+                old = found.values()[1].view(">u8").astype(np.uint64)
+                self._mark_rows(old, due)
+            kept = gather_slices(starts, lengths, data, newest)
+            _put_index(view, definition, kept,
+                       row_ids[newest].astype(">u8").view(np.uint8), settings.bulk_changes)
+            if self._upsert:
+                self._index_kept(newest)
+        for chunk, rows in self._small:
+            if chunk not in due:
+                _note_small_chunk(view, definition, chunk, rows, settings)
+        _compact_due(view, definition, due, settings)
+
+    def _index_kept(self, newest: np.ndarray) -> None:
+        """Secondary index entries of the rows an upsert keeps (``newest``: their
+        positions among the rows added), written after the entries of the rows they
+        replace were deleted: an entry's key holds the primary key, so the entries
+        of a row and of its replacement can be the same key. Group by group, the
+        rows read back from the chunks just written."""
+        indexes = indexes_of(self._definition)
+        if not indexes:
+            return
+        kept = np.zeros(sum(ids.size for ids in self._row_ids), bool)
+        kept[newest] = True
+        start = 0
+        for ids in self._row_ids:
+            wanted = ids[kept[start : start + ids.size]]
+            start += ids.size
+            if wanted.size:
+                rows = fetch(self._view, self._definition, wanted, self._settings.cache)
+                for index in indexes:
+                    index.insert(self._view, rows, wanted, self._settings.bulk_changes)
+
+    def _mark_rows(self, row_ids: np.ndarray, due: set[int]) -> None:
+        """Mark the rows ``row_ids`` deleted, chunk by chunk."""
+        chunks = row_ids >> np.uint64(32)
+        for chunk in np.unique(chunks).tolist():
+            rows = (row_ids[chunks == chunk] & np.uint64(0xFFFFFFFF)).tolist()
+            _mark_deleted(self._view, self._definition, int(chunk), rows, due,
+                          self._settings)
+
+    def _key_text(self, row: int) -> str:
+        assert self._definition.primary_key is not None
+        keys = pa.concat_tables(self._key_rows)
+        return _key_values(keys, self._definition.primary_key, row)
+
+
+def _concatenated(parts: list[Varlen]) -> Varlen:
+    """Several Arrow-style ``(offsets, data)`` arrays as one."""
+    data = np.concatenate([p[1] for p in parts])
+    bases = np.cumsum([0] + [int(p[0][-1]) for p in parts[:-1]])
+    offsets = np.concatenate([parts[0][0][:1]] + [p[0][1:] + base
+                                                  for p, base in zip(parts, bases,
+                                                                     strict=True)])
+    return offsets.astype(np.int64), data
