@@ -68,7 +68,8 @@ def import_arrow(db: Database, name: str, data: Any, *,
             write = writes.upsert if mode == "upsert" else writes.insert
             write(tx.kv, definition, first, settings)
         elif first is not None:
-            load = writes.BulkLoad(tx.kv, definition, settings, upsert=mode == "upsert")
+            load = writes.BulkLoad(tx.kv, definition, settings, upsert=mode == "upsert",
+                                   new_table=mode in ("create", "replace"))
             load.add(first)
             for group in groups:
                 load.add(group)

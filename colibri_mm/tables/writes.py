@@ -518,13 +518,15 @@ class BulkLoad:
     group's keys as it came would search every earlier group's index layer."""
 
     def __init__(self, view: KvTransactionView, definition: TableDef,
-                 settings: WriteSettings, *, upsert: bool) -> None:
+                 settings: WriteSettings, *, upsert: bool, new_table: bool = False) -> None:
         if upsert and definition.primary_key is None:
             raise SchemaError(f"table {definition.name!r} has no primary key to upsert by")
         self._view = view
         self._definition = definition
         self._settings = settings
         self._upsert = upsert
+        self._new_table = new_table
+        """The table was created in this transaction: no key can be present yet."""
         self._keys: list[Varlen] = []
         self._key_rows: list[pa.Table] = []
         self._row_ids: list[np.ndarray] = []
@@ -570,9 +572,12 @@ class BulkLoad:
                         f"duplicate primary key {self._key_text(int(np.argmax(dead)))} in the "
                         f"rows written to {definition.name!r}")
                 self._mark_rows(row_ids[dead], due)
-            probes = gather_slices(starts, lengths, data, newest, index_prefix(definition))
-            found = view.get_many_raw(probes, in_order=True)
-            present = np.flatnonzero(found.states == 1)
+            if self._new_table:
+                present = np.empty(0, np.int64)
+            else:
+                probes = gather_slices(starts, lengths, data, newest, index_prefix(definition))
+                found = view.get_many_raw(probes, in_order=True)
+                present = np.flatnonzero(found.states == 1)
             if present.size:
                 if not self._upsert:
                     raise ConstraintError(
