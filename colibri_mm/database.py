@@ -370,6 +370,8 @@ class Database:
         except BaseException:
             self._end_transaction()
             raise
+        if not isinstance(changes, dict):
+            writes.clear()  # merged into ``changes``: free the layers before logging them
         self._commit_changes(changes)
 
     def _commit_changes(self, changes: dict[bytes, bytes | None] | Entries) -> None:

@@ -99,6 +99,10 @@ class WriteSet:
                                for k, kind, v in layer.items(start, end))
         return newest_by_key_with_deletes(sources)
 
+    def clear(self) -> None:
+        """Forget every change (once :meth:`resolve` has merged them)."""
+        self._layers.clear()
+
     def __bool__(self) -> bool:
         return any(len(layer) for layer in self._layers)
 

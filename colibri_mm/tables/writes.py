@@ -438,6 +438,22 @@ def _index_rows(view: KvTransactionView, definition: TableDef, table: pa.Table, 
         index.insert(view, table, row_ids, settings.bulk_changes)
 
 
+def _put_index_entries(view: KvTransactionView, entry_keys: Varlen, row_ids: np.ndarray,
+                       bulk_changes: int) -> None:
+    """Write primary key index entries: ``entry_keys`` (prefixed, sorted, distinct)
+    -> ``row_ids``, as one sorted layer when there are many."""
+    offsets, data = entry_keys
+    n = offsets.size - 1
+    values = row_ids.astype(">u8").view(np.uint8)
+    if n < bulk_changes:
+        for i in range(n):
+            view.put_raw(data[offsets[i] : offsets[i + 1]].tobytes(),
+                         values[8 * i : 8 * i + 8].tobytes())
+        return
+    view.put_sorted_raw(Entries(np.full(n, PUT, np.uint8), offsets, data,
+                                np.arange(n + 1, dtype=np.int64) * 8, values))
+
+
 def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,
                row_ids: np.ndarray, bulk_changes: int) -> None:
     offsets, data = keys
@@ -528,7 +544,6 @@ class BulkLoad:
         self._new_table = new_table
         """The table was created in this transaction: no key can be present yet."""
         self._keys: list[Varlen] = []
-        self._key_rows: list[pa.Table] = []
         self._row_ids: list[np.ndarray] = []
         self._small: list[tuple[int, int]] = []
         self.rows = 0
@@ -542,7 +557,6 @@ class BulkLoad:
             return 0
         if definition.primary_key is not None:
             self._keys.append(encode_keys(table, definition.primary_key))
-            self._key_rows.append(table.select(list(definition.primary_key)))
         row_ids, small = _store_chunks(self._view, definition, table, self._settings)
         if not self._upsert:  # an upsert's entries wait until replaced rows are known
             for index in indexes_of(definition):
@@ -556,11 +570,13 @@ class BulkLoad:
     def finish(self) -> None:
         """Check the keys and write the primary key index (a repeated or present key
         raises :class:`ConstraintError` naming it; with ``upsert``, the last row of
-        a key wins and replaces the table's row)."""
+        a key wins and replaces the table's row). Memory: the keys once, plus the
+        index entries being built."""
         view, definition, settings = self._view, self._definition, self._settings
         due: set[int] = set()
         if self._keys:
             offsets, data = _concatenated(self._keys)
+            self._keys.clear()
             row_ids = np.concatenate(self._row_ids)
             starts, lengths = offsets[:-1], np.diff(offsets)
             newest = sorted_distinct(starts, lengths, data)
@@ -569,27 +585,28 @@ class BulkLoad:
                 dead[newest] = False
                 if not self._upsert:
                     raise ConstraintError(
-                        f"duplicate primary key {self._key_text(int(np.argmax(dead)))} in the "
+                        f"duplicate primary key {self._key_text(row_ids[dead][:1])} in the "
                         f"rows written to {definition.name!r}")
                 self._mark_rows(row_ids[dead], due)
-            if self._new_table:
-                present = np.empty(0, np.int64)
-            else:
-                probes = gather_slices(starts, lengths, data, newest, index_prefix(definition))
-                found = view.get_many_raw(probes, in_order=True)
+            # The index entries' keys, in key order (also the probes for keys present).
+            entry_keys = gather_slices(starts, lengths, data, newest, index_prefix(definition))
+            del offsets, data, starts, lengths
+            if not self._new_table:
+                found = view.get_many_raw(entry_keys, in_order=True)
                 present = np.flatnonzero(found.states == 1)
-            if present.size:
-                if not self._upsert:
-                    raise ConstraintError(
-                        f"duplicate primary key {self._key_text(int(newest[present[0]]))}: "
-                        f"table {definition.name!r} already has it")
-                old = found.values()[1].view(">u8").astype(np.uint64)
-                self._mark_rows(old, due)
-            kept = gather_slices(starts, lengths, data, newest)
-            _put_index(view, definition, kept,
-                       row_ids[newest].astype(">u8").view(np.uint8), settings.bulk_changes)
+                if present.size:
+                    if not self._upsert:
+                        raise ConstraintError(
+                            f"duplicate primary key "
+                            f"{self._key_text(row_ids[newest[present[:1]]])}: table "
+                            f"{definition.name!r} already has it")
+                    self._mark_rows(found.values()[1].view(">u8").astype(np.uint64), due)
+                del found
+            _put_index_entries(view, entry_keys, row_ids[newest], settings.bulk_changes)
+            del entry_keys, row_ids
             if self._upsert:
                 self._index_kept(newest)
+        self._row_ids.clear()
         for chunk, rows in self._small:
             if chunk not in due:
                 _note_small_chunk(view, definition, chunk, rows, settings)
@@ -623,10 +640,11 @@ class BulkLoad:
             _mark_deleted(self._view, self._definition, int(chunk), rows, due,
                           self._settings)
 
-    def _key_text(self, row: int) -> str:
+    def _key_text(self, row_id: np.ndarray) -> str:
+        """The primary key of the row at ``row_id`` (one id), as ``column=value``."""
         assert self._definition.primary_key is not None
-        keys = pa.concat_tables(self._key_rows)
-        return _key_values(keys, self._definition.primary_key, row)
+        row = fetch(self._view, self._definition, row_id, self._settings.cache)
+        return _key_values(row, self._definition.primary_key, 0)
 
 
 def _concatenated(parts: list[Varlen]) -> Varlen:
