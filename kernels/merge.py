@@ -72,11 +72,35 @@ def _plan(new_ko: Any, new_kd: Any, new_kinds: Any, new_vo: Any, old_ko: Any, ol
     return count, key_bytes, value_bytes
 
 
+SLICE_COPY_BYTES = 256
+"""From this length on a span is copied by slice assignment (a memcpy); shorter
+ones by a loop, which costs much less than a slice's setup for record-sized spans."""
+
+
 @kernel
 def _copy_span(dst: Any, at: int, src: Any, start: int, end: int) -> int:
-    for k in range(end - start):
-        dst[at + k] = src[start + k]
-    return at + end - start
+    length = end - start
+    if length >= SLICE_COPY_BYTES:
+        dst[at : at + length] = src[start:end]
+    else:
+        for k in range(length):
+            dst[at + k] = src[start + k]
+    return at + length
+
+
+@kernel
+def _copy_block(e: int, f: int, p: int, kinds: Any, ko: Any, kd: Any, vo: Any, vd: Any,
+                src_kinds: Any, src_ko: Any, src_kd: Any, src_vo: Any, src_vd: Any,
+                k_at: int, v_at: int) -> tuple[int, int]:
+    """Copy source entries ``p .. p + f - e - 1`` to output entries ``e .. f - 1``:
+    their key and value bytes are contiguous, so each is one span."""
+    for k in range(f - e):
+        kinds[e + k] = src_kinds[p + k]
+        ko[e + k + 1] = k_at + src_ko[p + k + 1] - src_ko[p]
+        vo[e + k + 1] = v_at + src_vo[p + k + 1] - src_vo[p]
+    k_at = _copy_span(kd, k_at, src_kd, src_ko[p], src_ko[p + f - e])
+    v_at = _copy_span(vd, v_at, src_vd, src_vo[p], src_vo[p + f - e])
+    return k_at, v_at
 
 
 @kernel
@@ -84,22 +108,25 @@ def _gather(source: Any, index: Any, count: int,
             new_kinds: Any, new_ko: Any, new_kd: Any, new_vo: Any, new_vd: Any,
             old_kinds: Any, old_ko: Any, old_kd: Any, old_vo: Any, old_vd: Any,
             kinds: Any, ko: Any, kd: Any, vo: Any, vd: Any) -> None:
+    """Fill the output from the plan, a block of consecutive entries of one source
+    at a time (merging a large run with a few changes copies a few large spans)."""
     ko[0] = 0
     vo[0] = 0
     k_at = 0
     v_at = 0
-    for e in range(count):
+    e = 0
+    while e < count:
         p = index[e]
+        f = e + 1
+        while f < count and source[f] == source[e] and index[f] == index[f - 1] + 1:
+            f += 1
         if source[e] == 0:
-            kinds[e] = new_kinds[p]
-            k_at = _copy_span(kd, k_at, new_kd, new_ko[p], new_ko[p + 1])
-            v_at = _copy_span(vd, v_at, new_vd, new_vo[p], new_vo[p + 1])
+            k_at, v_at = _copy_block(e, f, p, kinds, ko, kd, vo, vd, new_kinds, new_ko,
+                                     new_kd, new_vo, new_vd, k_at, v_at)
         else:
-            kinds[e] = old_kinds[p]
-            k_at = _copy_span(kd, k_at, old_kd, old_ko[p], old_ko[p + 1])
-            v_at = _copy_span(vd, v_at, old_vd, old_vo[p], old_vo[p + 1])
-        ko[e + 1] = k_at
-        vo[e + 1] = v_at
+            k_at, v_at = _copy_block(e, f, p, kinds, ko, kd, vo, vd, old_kinds, old_ko,
+                                     old_kd, old_vo, old_vd, k_at, v_at)
+        e = f
 
 
 def merge(newer: Entries, older: Entries, *, delete_kind: int, drop_deletes: bool) -> Entries:

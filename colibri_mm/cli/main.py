@@ -2,8 +2,9 @@
 every failure into an exit status and a one-line reason.
 
 The commands work on a local database directory (``--data-dir`` or
-``COLIBRI_DATA_DIR``); they are defined in :mod:`.kv_commands` and
-:mod:`.admin_commands`, and the exit statuses in :mod:`.exit_codes`.
+``COLIBRI_DATA_DIR``); they are defined in :mod:`.kv_commands` (keys and values),
+:mod:`.table_commands` (tables, import and export; ``--where`` is parsed by
+:mod:`.where`) and :mod:`.admin_commands`, and the exit statuses in :mod:`.exit_codes`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ConfigError, Error
-from . import admin_commands, kv_commands
+from . import admin_commands, kv_commands, table_commands
 from .database_dir import add_data_dir_option
 from .exit_codes import (
     BROKEN_PIPE,
@@ -33,7 +34,9 @@ DESCRIPTION = """\
 Operate colibri-mm databases in a local directory, named by --data-dir (before
 or after the command) or by $COLIBRI_DATA_DIR. Keys and values given as
 arguments are UTF-8 encoded; put --value-file takes any bytes. get and scan show
-keys and values binary-safely, as `coldb scan --help` explains.
+keys and values binary-safely, as `coldb scan --help` explains. Tables move in
+and out with import and export (Parquet, Arrow IPC, CSV); a missing table, like a
+missing key, exits 1.
 """
 
 
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        parser_class=CommandParser)
     admin_commands.add_init_command(subparsers, common)
     kv_commands.add_commands(subparsers, common)
+    table_commands.add_commands(subparsers, common)
     admin_commands.add_commands(subparsers, common)
     for command in subparsers.choices.values():
         command.set_defaults(parser=command)

@@ -44,3 +44,20 @@ def test_merge_large_runs() -> None:
     got = merge.merge(entries(newer), entries(older), delete_kind=DELETE, drop_deletes=True)
     assert as_items(got) == merge_reference.merge(newer, older, delete_kind=DELETE,
                                                   drop_deletes=True)
+
+
+def test_merge_few_changes_into_a_large_run() -> None:
+    """Long blocks of consecutive entries from one side (copied as one span each),
+    with deletes dropped inside them."""
+    rng = np.random.default_rng(5)
+    keys = sorted({rng.bytes(int(rng.integers(1, 12))) for _ in range(20000)})
+    older = [(k, DELETE if i % 997 == 0 else 1, bytes([i % 251]) * (i % 5))
+             for i, k in enumerate(keys)]
+    newer = [(keys[i], 1, b"changed") for i in (0, 5, 6, 7, 4000, len(keys) - 1)]
+    newer += [(b"\xff" * 13, 1, b"after all"), (b"", DELETE, b"")]
+    newer.sort()
+    for drop in (False, True):
+        got = merge.merge(entries(newer), entries(older), delete_kind=DELETE,
+                          drop_deletes=drop)
+        assert as_items(got) == merge_reference.merge(newer, older, delete_kind=DELETE,
+                                                      drop_deletes=drop)
