@@ -451,7 +451,7 @@ class Database:
 
     def import_arrow(self, name: str, data: Any, *,
                      primary_key: str | Sequence[str] | None = None, mode: str = "create",
-                     progress: bool = False) -> ImportResult:
+                     progress: bool = False, total_rows: int | None = None) -> ImportResult:
         """Import ``data`` into table ``name`` in one transaction, streaming.
 
         ``data``: a ``pa.Table``, ``pa.RecordBatch`` or ``pa.RecordBatchReader``, a
@@ -461,10 +461,11 @@ class Database:
         primary key already present replace it) or ``"replace"`` (new rows, schema
         and primary key; indexes on remaining columns rebuilt). All or nothing: a
         schema mismatch, duplicate key or unsupported type raises an error naming
-        it and imports nothing. ``progress``: draw a bar (rows, MB/s, time left).
+        it and imports nothing. ``progress``: draw a bar (rows, MB/s, time left;
+        ``total_rows`` gives it a total when the source cannot say).
         """
         return import_arrow(self, name, data, primary_key=primary_key, mode=mode,
-                            progress=progress)
+                            progress=progress, total_rows=total_rows)
 
     def import_parquet(self, name: str, source: PathLike | Sequence[PathLike], *,
                        columns: Sequence[str] | None = None,

@@ -31,7 +31,7 @@ BROKEN_PIPE = 141
 EPILOG = """\
 exit status:
   0    success
-  1    not found (get or delete of a missing key), or check found damage
+  1    not found (a missing key or table), or check found damage
   2    usage error: bad or missing arguments or option values
   3    database or file error: not a database, already exists, locked by another
        process, corruption, a size limit, an I/O error

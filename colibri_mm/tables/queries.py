@@ -104,8 +104,29 @@ def count(view: KvView, definition: TableDef, filter: pc.Expression | None) -> i
 def scan(view: KvView, definition: TableDef, columns: Sequence[str] | None,
          filter: pc.Expression | None) -> pa.Table:
     """The live rows (all columns, or ``columns``) for which ``filter`` holds."""
+    _check_columns(definition, columns)
+    return filtered(view, definition, filter, columns)
+
+
+def scan_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | None,
+                filter: pc.Expression | None) -> Iterator[pa.Table]:
+    """Like :func:`scan`, one chunk at a time (for streaming readers: memory holds
+    one chunk's filtered rows, not the whole result); empty chunks are left out."""
+    _check_columns(definition, columns)
+    if filter is None:
+        for _, _, rows in live_chunks(view, definition, columns, numbered=False):
+            if rows.num_rows:
+                yield rows
+        return
+    skip = stats.skipped_chunks(view, definition, filter)
+    for _, _, rows in live_chunks(view, definition, numbered=False, skip=skip):
+        hit = _filtered(definition, rows, filter, columns)
+        if hit.num_rows:
+            yield hit
+
+
+def _check_columns(definition: TableDef, columns: Sequence[str] | None) -> None:
     if columns is not None:
         missing = [c for c in columns if c not in definition.schema.names]
         if missing:
             raise SchemaError(f"table {definition.name!r} has no column {missing[0]!r}")
-    return filtered(view, definition, filter, columns)

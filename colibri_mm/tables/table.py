@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -98,8 +98,36 @@ class Table:
 
     def to_arrow_reader(self, batch_size: int = 65536, columns: Sequence[str] | None = None,
                         filter: pc.Expression | None = None) -> pa.RecordBatchReader:
-        """The rows of a snapshot taken now as record batches of at most ``batch_size``."""
-        return self.scan(columns, filter).to_arrow_reader(batch_size)
+        """The rows of a snapshot taken now as a stream of record batches of at most
+        ``batch_size`` rows, read chunk by chunk as the stream is consumed (memory
+        holds about one chunk; the snapshot stays open until the stream is exhausted
+        or freed, and never blocks writers)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        snapshot = self._snapshot if self._snapshot is not None else self._db.snapshot()
+        try:
+            definition = registry.lookup(snapshot.kv, self._name)
+            chunks = queries.scan_chunks(snapshot.kv, definition, columns, filter)
+            first = next(chunks, None)  # errors in columns or filter surface now
+        except BaseException:
+            if snapshot is not self._snapshot:
+                snapshot.close()
+            raise
+        schema = definition.schema if columns is None else \
+            pa.schema([definition.schema.field(c) for c in columns],
+                      metadata=definition.schema.metadata)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                if first is not None:
+                    yield from first.to_batches(max_chunksize=batch_size)
+                for rows in chunks:
+                    yield from rows.to_batches(max_chunksize=batch_size)
+            finally:
+                if snapshot is not self._snapshot:
+                    snapshot.close()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def to_pandas(self, columns: Sequence[str] | None = None,
                   filter: pc.Expression | None = None) -> Any:
@@ -137,7 +165,7 @@ class Table:
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         """The Arrow PyCapsule stream of the rows of a snapshot taken now, so
         ``pa.table(t)``, polars and DuckDB read the table directly."""
-        return self.scan().__arrow_c_stream__(requested_schema)
+        return self.to_arrow_reader().__arrow_c_stream__(requested_schema)
 
     def __arrow_c_schema__(self) -> Any:
         """The Arrow PyCapsule schema of the table (``pa.schema(t)``)."""

@@ -1,6 +1,7 @@
 """db.import_arrow and db.import_parquet: every accepted source, every mode, and the
 all-or-nothing rule (a bad import leaves the database exactly as it was)."""
 
+import gc
 from pathlib import Path
 
 import polars as pl
@@ -218,3 +219,25 @@ def test_describe_counts_rows_row_groups_and_bytes(db: cm.Database) -> None:
     assert info["schema"].equals(SCHEMA) and info["primary_key"] == ("id",)
     assert info["indexes"] == [{"columns": ("s",), "kind": "hash"}]
     assert rows(0, 2500).nbytes < info["stored_bytes"] < 2 * rows(0, 2500).nbytes
+
+
+def test_to_arrow_reader_streams_a_snapshot_chunk_by_chunk(db: cm.Database) -> None:
+    import pyarrow.compute as pc
+
+    db.import_arrow("t", rows(0, 3500), primary_key="id")
+    reader = db.table("t").to_arrow_reader(batch_size=400, columns=["s", "id"],
+                                           filter=pc.field("id") < 1750)
+    assert db.stats()["live_snapshots"] >= 1  # the snapshot (and the lease of its data)
+    db.import_arrow("t", rows(3500, 1000), mode="append")  # after the snapshot: unseen
+    batches = list(reader)
+    assert max(len(b) for b in batches) <= 400 and len(batches) >= 4
+    got = pa.Table.from_batches(batches).sort_by("id")
+    assert got.column_names == ["s", "id"]
+    assert got.column("id").to_pylist() == list(range(1750))
+    del batches, got, reader
+    gc.collect()
+    assert db.stats()["live_snapshots"] == 0
+    with pytest.raises(cm.SchemaError, match="'nope'"):
+        db.table("t").to_arrow_reader(columns=["nope"])
+    assert db.stats()["live_snapshots"] == 0
+    assert pa.table(db.table("t")).num_rows == 4500
