@@ -37,6 +37,10 @@ def open_dataset(source: PathLike | Sequence[PathLike],
         if not Path(path).exists():
             raise FileNotFoundError(f"no such Parquet file or directory: {os.fspath(path)}")
     files = [os.fspath(p) for p in paths]
+    if len(files) == 1 and Path(files[0]).is_file():
+        # One file is one file's columns (as pq.read_table reads it): key=value
+        # directories above it are not partitions of a dataset the caller named.
+        partitioning = None
     try:
         return ds.dataset(files[0] if len(files) == 1 else files, format="parquet",
                           partitioning=partitioning)

@@ -183,7 +183,19 @@ def decode_rows(schema: pa.Schema, values: Varlen, where: str) -> pa.Table:
             except pa.ArrowInvalid as e:
                 raise CorruptionError(f"{where}: column {field.name!r} holds a damaged "
                                       f"value ({e})") from None
-        if pa.types.is_dictionary(field.type):
-            array = array.dictionary_encode().cast(field.type)
-        arrays.append(array)
+        arrays.append(_as_dictionary(array, field.type)
+                      if pa.types.is_dictionary(field.type) else array)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _as_dictionary(values: pa.Array, kind: pa.DictionaryType) -> pa.Array | pa.ChunkedArray:
+    """``values`` dictionary-encoded as ``kind``. Rows of several writes may hold more
+    distinct values than ``kind``'s indices can number (each write alone fitting):
+    then in pieces of at most that many rows, each with its own dictionary."""
+    encoded = values.dictionary_encode()
+    index = kind.index_type
+    numbered = 1 << (index.bit_width - (0 if pa.types.is_unsigned_integer(index) else 1))
+    if len(encoded.dictionary) <= numbered:
+        return encoded.cast(kind)
+    return pa.chunked_array([values.slice(start, numbered).dictionary_encode().cast(kind)
+                             for start in range(0, len(values), numbered)], kind)
