@@ -88,10 +88,19 @@ class Checkpointer:
         imports wrote since the last checkpoint. If it fails, nothing changes: the
         allocator is put back and the previous checkpoint stays current."""
         saved = (self.allocator.end, list(self.allocator.free))
+        self._written: list[Extent] = []
+        """Extents this checkpoint wrote (its run and catalog)."""
+        self._meta_attempted = False
         try:
             return self._write(frozen, runs, lsn, csn, oldest_visible, imported)
         except BaseException:
             self.allocator.end, self.allocator.free = saved
+            if self._meta_attempted:
+                # The new meta slot may be on disk even though writing or syncing it
+                # failed: the pages of its run and catalog stay used (at worst
+                # leaked), never handed out again while that checkpoint may be read.
+                for first, count in self._written:
+                    self.allocator.claim(first, count)
             raise
 
     def _write(self, frozen: tuple[Layer, ...], runs: tuple[Run, ...], lsn: int, csn: int,
@@ -119,6 +128,7 @@ class Checkpointer:
             image = encode_run(entries, pages.page_size)
             count = image.size // pages.page_size
             first = self.allocator.allocate(count, oldest_visible)
+            self._written.append((first, count))
             pages.reserve(first + count)
             pages.write(first, image)
             named = tuple(sorted(named_extents(entries, TABLE_CHUNKS, pages.page_size)))
@@ -141,6 +151,7 @@ class Checkpointer:
         meta = replace(self.meta, checkpoint_id=new_id, checkpoint_lsn=lsn,
                        checkpoint_csn=csn, catalog_root=catalog_first)
         other = 1 - self._slot
+        self._meta_attempted = True
         write_meta_slot(self._fs, self._directory, other, meta)
         self._slot = other
         self.meta = meta
@@ -160,6 +171,7 @@ class Checkpointer:
         count = catalog_pages(len(draft.encode()), pages.page_size)
         first = self.allocator.end
         self.allocator.end += count
+        self._written.append((first, count))
         catalog = replace(draft, end=self.allocator.end)
         data = catalog.encode()
         image = np.zeros(count * pages.page_size, np.uint8)

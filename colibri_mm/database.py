@@ -220,11 +220,17 @@ class Database:
     def _claim_replayed_extents(self) -> None:
         """Take back from the free space the extents that commits replayed from the
         WAL name (bulk imports after the last checkpoint): that checkpoint's catalog
-        does not know them."""
+        does not know them. Every other free page waits for the next checkpoint
+        (:meth:`Allocator.protect_until`): a replayed commit may have dropped an
+        extent that a reader process or a result held across ``close()`` still
+        reads."""
         checkpointer = self._checkpointer
         assert checkpointer is not None
         if checkpointer.pages is None:
             return
+        if self.replayed_transactions:
+            checkpointer.allocator.protect_until(checkpointer.meta.checkpoint_id + 1,
+                                                 checkpointer.pages.pages)
         for layer in self._clock.state.layers():
             for extent in named_extents(layer.newest_entries(), TABLE_CHUNKS,
                                         checkpointer.pages.page_size):

@@ -43,9 +43,24 @@ class Allocator:
         return first
 
     def release(self, first: int, count: int, released_by: int) -> None:
-        """Return an extent that checkpoint ``released_by`` no longer refers to."""
+        """Return an extent that checkpoint ``released_by`` no longer refers to
+        (joined with free neighbours, which then wait for the later checkpoint)."""
         self.free.append(FreeExtent(first, count, released_by))
         self.free.sort(key=lambda e: e.first)
+        self.free = _coalesced(self.free)
+
+    def protect_until(self, checkpoint: int, file_pages: int) -> None:
+        """After a WAL replay: the commits replayed may have written extents (bulk
+        imports) into free pages or past ``end`` and dropped them again, and a
+        reader process or a held result may still read them. So every free page
+        and every page the file holds past ``end`` waits for ``checkpoint`` (the
+        next one) like pages it released."""
+        free = [FreeExtent(e.first, e.count, max(e.released_by, checkpoint))
+                for e in self.free]
+        if file_pages > self.end:
+            free.append(FreeExtent(self.end, file_pages - self.end, checkpoint))
+            self.end = file_pages
+        self.free = _coalesced(sorted(free, key=lambda e: e.first))
 
     def claim(self, first: int, count: int) -> None:
         """Mark pages ``first .. first + count - 1`` used again: an extent a replayed
@@ -71,7 +86,7 @@ class Allocator:
             raise CorruptionError(f"a replayed commit names pages {first}..{end - 1}, which "
                                   "the last checkpoint uses for something else")
         if first > old_end:
-            kept.append(FreeExtent(old_end, first - old_end, 0))
+            kept.append(FreeExtent(old_end, first - old_end, 0))  # never written since
         self.end = max(old_end, end)
         self.free = sorted(kept, key=lambda e: e.first)
 
@@ -79,3 +94,17 @@ class Allocator:
     def free_pages(self) -> int:
         """Pages in free extents."""
         return sum(e.count for e in self.free)
+
+
+def _coalesced(free: list[FreeExtent]) -> list[FreeExtent]:
+    """Sorted free extents with touching neighbours joined (the joined extent is
+    released by the later of their checkpoints)."""
+    joined: list[FreeExtent] = []
+    for extent in free:
+        last = joined[-1] if joined else None
+        if last is not None and last.first + last.count == extent.first:
+            joined[-1] = FreeExtent(last.first, last.count + extent.count,
+                                    max(last.released_by, extent.released_by))
+        else:
+            joined.append(extent)
+    return joined

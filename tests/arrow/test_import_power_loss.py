@@ -690,7 +690,11 @@ def names_the_fault(error: BaseException, code: int) -> bool:
 
 
 def allocated_end(db: cm.Database) -> int:
-    return int(db.stats()["data_pages_used"])
+    """Pages in use: allocated and not free (after a reopen that replayed the WAL,
+    the allocated end moves to the file's size, the rest free but protected until
+    the next checkpoint)."""
+    stats = db.stats()
+    return int(stats["data_pages_used"]) - int(stats["data_pages_free"])
 
 
 def run_step(life: Life, make: Callable[[], Step]) -> State:
@@ -788,6 +792,8 @@ def test_failing_every_nth_operation_of_an_import_and_its_checkpoint(tmp_path: P
             if isinstance(e, cm.DurabilityError):  # the WAL failed: reopen, as it says
                 seen["reopened after the log failed"] += 1
                 reopen(life)
+                assert life.db is not None
+                life.db.checkpoint()  # pages freed by the replay wait for a checkpoint
             assert life.db is not None
             # All or nothing: the database is as before the import ...
             check(life.db, [base], f"operation {n}: after the failed import")
@@ -795,21 +801,14 @@ def test_failing_every_nth_operation_of_an_import_and_its_checkpoint(tmp_path: P
             victim = io_victim(base, 10)
             victim.run(life)
             acked = victim.after
-            assert allocated_end(life.db) - end <= import_pages, \
+            # (+ 8: the pages of the run and catalog a checkpoint after a reopen wrote)
+            assert allocated_end(life.db) - end <= import_pages + 8, \
                 f"operation {n}: the failed import's pages were not reused"
         try:
             life.db.checkpoint()
         except (OSError, cm.Error) as e:
             assert names_the_fault(e, ERRNO[kind]), f"operation {n}: unclear error {e!r}"
             seen["checkpoint failed"] += 1
-            if "colibri.meta" in str(e):
-                # NARROWED (an engine bug: see
-                # test_writing_after_a_failed_meta_sync_keeps_the_database_readable):
-                # when the meta slot's fsync fails, the slot's new content is in the
-                # file anyway and the next open reads that checkpoint, but the engine
-                # takes the checkpoint as failed and hands its pages out again. Writing
-                # before a reopen would overwrite them, so reopen first.
-                reopen(life)
         assert life.db is not None
         check(life.db, [acked], f"operation {n}: before writing more")
         # Write more (reusing what the failures freed), stop without a checkpoint,
@@ -843,6 +842,7 @@ def test_many_failed_imports_do_not_grow_the_data_file(tmp_path: Path) -> None:
     assert life.db is not None
     start = allocated_end(life.db)
     ends = []
+    reopens = 0
     rng = random.Random(5)
     for i in range(3 * failing):
         code = rng.choice([errno.EIO, errno.ENOSPC])
@@ -855,13 +855,17 @@ def test_many_failed_imports_do_not_grow_the_data_file(tmp_path: Path) -> None:
             life.close_quietly()
             life.fs = FaultyFileSystem()
             life.open()
+            reopens += 1
         assert life.db is not None
         ends.append(allocated_end(life.db))
     # Every failed import reused the pages of the one before (or, after a reopen,
     # the pages no checkpoint and no replayed commit names).
     assert max(ends) - start <= import_pages, (start, import_pages, ends)
     check(life.db, [base], "after the failed imports")
-    assert os.path.getsize(directory / "data.pages") <= 64 << 20
+    # A reopen that replayed the WAL keeps every page the file holds until the next
+    # checkpoint (a dropped extent may still be read), so new extents go past the
+    # file's end: at most one more 64 MiB growth step per such reopen.
+    assert os.path.getsize(directory / "data.pages") <= (1 + reopens) * (64 << 20)
     victim = io_victim(base, 99)
     victim.run(life)
     assert allocated_end(life.db) - start <= import_pages
@@ -887,19 +891,12 @@ def test_an_import_that_cannot_grow_the_data_file_fails_cleanly(tmp_path: Path) 
         check(db, [step.after], "reopened")
 
 
-@pytest.mark.xfail(strict=True, raises=cm.CorruptionError,
-                   reason="engine bug: a checkpoint whose meta fsync failed is on disk, but "
-                          "its pages are handed out again")
 def test_writing_after_a_failed_meta_sync_keeps_the_database_readable(tmp_path: Path) -> None:
-    """The reproduction of the bug the I/O-error loop above is narrowed around.
-
-    ``write_meta_slot`` writes the other meta slot and fsyncs it. If the fsync fails,
-    ``Checkpointer.write`` puts the allocator back and the checkpoint counts as
-    failed, but the slot's bytes are in the file (the fault layer, like Linux after
-    a failed fsync, keeps them), so the next open reads that checkpoint. Meanwhile
-    the engine hands out the failed checkpoint's run and catalog pages again: an
-    import writes its extents over them, and the next open fails (or, with the
-    replayed descriptors not overlapping, reads a damaged catalog)."""
+    """``write_meta_slot`` writes the other meta slot and fsyncs it. If the fsync
+    fails, the checkpoint counts as failed, but the slot's bytes may be in the file
+    (the fault layer, like Linux after a failed fsync, keeps them), so the next open
+    may read that checkpoint: its run and catalog pages must not be handed out again
+    (an import would write its extents over them)."""
     path = tmp_path / "db"
     fs = FaultyFileSystem()
     db = cm.connect(path, create=True, file_system=fs, **QUIET)
