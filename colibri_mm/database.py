@@ -34,14 +34,21 @@ from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kernels.merge import Entries
 from .kv.batch import Batch
-from .kv.keys import TABLE_CHUNKS, as_bytes, user_key
+from .kv.keys import TABLE_CHUNKS, as_bytes, prefix_end, user_key
 from .kv.memtable import Memtable
 from .kv.records import KV_CHANGES, encode_changes, encode_entries, record_bounds, split_changes
 from .kv.store import StoreVersion
 from .kv.wal_apply import WalApplier
 from .kv.writeset import WriteSet
 from .options import Options
-from .storage.extents import Extent, ExtentReader, ExtentWriter, named_extents
+from .storage.extents import (
+    DESCRIPTOR_BYTES,
+    Extent,
+    ExtentReader,
+    ExtentWriter,
+    is_descriptor,
+    named_extents,
+)
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
 from .storage.pagefile import DATA_NAME, PageFile
@@ -426,7 +433,13 @@ class Database:
                 len(state.frozen) >= 2 * MAX_FROZEN_LAYERS:
             # Backpressure: the background checkpoint is not keeping up, so this
             # committer checkpoints itself; memory stays near 2 x max_dirty_bytes.
-            self._checkpoint()
+            # The commit is durable already: a failed checkpoint is logged (as in
+            # the background), not raised as if the commit had failed.
+            try:
+                self._checkpoint()
+            except Exception as e:
+                log.error("checkpoint after a commit (memory backpressure) failed: %s", e)
+                self.last_checkpoint = {"error": str(e)}
 
     # -- tables --------------------------------------------------------------------
 
@@ -579,6 +592,7 @@ class Database:
         checkpointer = self._checkpointer
         if self._writer is None or checkpointer is None or checkpointer.pages is None:
             raise ReadOnlyError(f"{self.path} is open read-only: it cannot import")
+        self._refuse_inside_transaction("import")  # before the lock a checkpoint holds
         with self._checkpoint_lock:
             tx = self.transaction()
             extents = ExtentWriter(checkpointer.pages, checkpointer.allocator,
@@ -620,15 +634,26 @@ class Database:
                 self.last_checkpoint = {"error": str(e)}
 
     def verify(self) -> dict[str, int]:
-        """Check every page of the checkpoint against its CRC and every run's structure.
+        """Check every page of the checkpoint against its CRC and every run's
+        structure, and every extent a table chunk names against its page CRCs.
 
         Raises :class:`CorruptionError` naming the file and offset of the first damage;
         returns what was checked. (The WAL was checked by recovery at open.)
         """
         self._check_open()
         runs = self._clock.state.runs
+        extents = extent_pages = 0
+        with self.snapshot() as snap:
+            chunks = snap.kv.range_raw(TABLE_CHUNKS, prefix_end(TABLE_CHUNKS))
+            for i in np.flatnonzero(chunks.value_lengths() >= DESCRIPTOR_BYTES).tolist():
+                value = chunks.value(i)
+                if is_descriptor(value) and self.extent_reader is not None:
+                    extent_pages += -(-len(self.extent_reader.check(value)) //
+                                      self._meta.page_size)
+                    extents += 1
         return {"runs": len(runs), "run_pages": sum(r.extent.count for r in runs),
-                "run_entries": sum(len(r) for r in runs)}
+                "run_entries": sum(len(r) for r in runs), "extents": extents,
+                "extent_pages": extent_pages}
 
     # -- the rest ------------------------------------------------------------------
 

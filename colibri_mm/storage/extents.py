@@ -62,9 +62,11 @@ class Descriptor:
         return self.first, self.count
 
     def encode(self) -> bytes:
-        """The descriptor as a stored value."""
-        return _HEAD.pack(MAGIC, self.first, self.count, self.length) + \
+        """The descriptor as a stored value, zero-padded to a multiple of 64 bytes
+        (as chunks are, so the chunks after it in a run stay aligned)."""
+        data = _HEAD.pack(MAGIC, self.first, self.count, self.length) + \
             self.page_crcs.astype("<u4").tobytes()
+        return data + bytes(-len(data) % 64)
 
     @staticmethod
     def decode(value: bytes | npt.NDArray[np.uint8], page_size: int) -> Descriptor:
@@ -73,7 +75,8 @@ class Descriptor:
         if len(data) < _HEAD.size:
             raise CorruptionError("an extent descriptor is truncated")
         magic, first, count, length = _HEAD.unpack_from(data)
-        if magic != MAGIC or len(data) != _HEAD.size + 4 * count or first < 1 or \
+        end = _HEAD.size + 4 * count
+        if magic != MAGIC or len(data) != end + (-end % 64) or first < 1 or \
                 not (count - 1) * page_size < length <= count * page_size:
             raise CorruptionError("an extent descriptor is damaged")
         return Descriptor(first, count, length, np.frombuffer(data, "<u4", count, _HEAD.size)
@@ -147,19 +150,27 @@ class ExtentReader:
 
     def read(self, value: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """The bytes of the extent ``value`` describes (a read-only view of the map)."""
+        key = value if isinstance(value, bytes) else value.tobytes()
+        if key in self._verified:
+            descriptor = Descriptor.decode(key, self._pages.page_size)
+            return self._pages.view(descriptor.first, descriptor.count)[: descriptor.length]
+        view = self.check(key)
+        with self._lock:
+            self._verified.add(key)
+        return view
+
+    def check(self, value: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """Check the extent ``value`` describes against its page CRCs now
+        (:class:`CorruptionError` naming the page); returns its bytes."""
         pages = self._pages
         descriptor = Descriptor.decode(value, pages.page_size)
         view = pages.view(descriptor.first, descriptor.count)
-        key = value if isinstance(value, bytes) else value.tobytes()
-        if key not in self._verified:
-            bad = np.flatnonzero(crc32c_pages(view, pages.page_size) != descriptor.page_crcs)
-            if bad.size:
-                page = descriptor.first + int(bad[0])
-                raise CorruptionError(f"data page {page} of an imported extent fails its "
-                                      "checksum", path=str(pages.path),
-                                      offset=page * pages.page_size)
-            with self._lock:
-                self._verified.add(key)
+        bad = np.flatnonzero(crc32c_pages(view, pages.page_size) != descriptor.page_crcs)
+        if bad.size:
+            page = descriptor.first + int(bad[0])
+            raise CorruptionError(f"data page {page} of an imported extent fails its "
+                                  "checksum", path=str(pages.path),
+                                  offset=page * pages.page_size)
         return view[: descriptor.length]
 
     def length(self, value: bytes | npt.NDArray[np.uint8]) -> int:

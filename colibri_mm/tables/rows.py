@@ -315,8 +315,10 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
     :data:`~.tail.TAIL_CHUNK`) if it has rows. Without ``numbered``, row numbers
     are left empty (readers of rows only); chunks in ``skip`` are not read.
 
-    Chunk keys and delete marks are read as arrays (one range read each); in a
-    snapshot, the columns of chunks lying in the mapped file are Arrow buffers over
+    Chunk keys, delete marks and the tail are read (as arrays, one range read
+    each) before the first chunk is parsed, so once the first item is taken the
+    view is not used again (a stream may outlive its snapshot); in a snapshot,
+    the columns of chunks lying in the mapped file are Arrow buffers over
     the map itself (no copy), which keep its pages from reuse while they live."""
     part = table_part(definition)
     chunks = view.range_raw(CHUNKS + part, prefix_end(CHUNKS + part))
@@ -327,6 +329,7 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
     firsts = np.searchsorted(marked[:, 0], numbers, side="left")
     ends = np.searchsorted(marked[:, 0], numbers, side="right")
     lease = _lease(view)
+    seqs, tail_rows = tail.read(view, definition)  # every read of the view done first
     for i, chunk in enumerate(numbers.tolist()):
         if chunk in skip:
             continue
@@ -344,9 +347,9 @@ def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | Non
             positions = positions[keep] if numbered else positions
             rows = rows.filter(pa.array(keep))
         yield chunk, positions, rows
-    seqs, rows = tail.read(view, definition)
-    if rows.num_rows:
-        yield tail.TAIL_CHUNK, seqs, rows if columns is None else rows.select(list(columns))
+    if tail_rows.num_rows:
+        yield tail.TAIL_CHUNK, seqs, tail_rows if columns is None else \
+            tail_rows.select(list(columns))
 
 
 def row_count(view: KvView, definition: TableDef) -> int:

@@ -99,33 +99,31 @@ class Table:
     def to_arrow_reader(self, batch_size: int = 65536, columns: Sequence[str] | None = None,
                         filter: pc.Expression | None = None) -> pa.RecordBatchReader:
         """The rows of a snapshot taken now as a stream of record batches of at most
-        ``batch_size`` rows, read chunk by chunk as the stream is consumed (memory
-        holds about one chunk; the snapshot stays open until the stream is exhausted
-        or freed, and never blocks writers)."""
+        ``batch_size`` rows, parsed chunk by chunk as the stream is consumed (memory
+        holds about one chunk; the pages read stay valid until the stream is freed,
+        and nothing blocks writers)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         snapshot = self._snapshot if self._snapshot is not None else self._db.snapshot()
         try:
             definition = registry.lookup(snapshot.kv, self._name)
             chunks = queries.scan_chunks(snapshot.kv, definition, columns, filter)
-            first = next(chunks, None)  # errors in columns or filter surface now
-        except BaseException:
+            # The first chunk makes every read of the snapshot (errors in columns or
+            # filter surface now); the rest parse chunks held by the scan's lease,
+            # which Arrow frees with the stream, so the snapshot is not kept open.
+            first = next(chunks, None)
+        finally:
             if snapshot is not self._snapshot:
                 snapshot.close()
-            raise
         schema = definition.schema if columns is None else \
             pa.schema([definition.schema.field(c) for c in columns],
                       metadata=definition.schema.metadata)
 
         def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                if first is not None:
-                    yield from first.to_batches(max_chunksize=batch_size)
-                for rows in chunks:
-                    yield from rows.to_batches(max_chunksize=batch_size)
-            finally:
-                if snapshot is not self._snapshot:
-                    snapshot.close()
+            if first is not None:
+                yield from first.to_batches(max_chunksize=batch_size)
+            for part in chunks:
+                yield from part.to_batches(max_chunksize=batch_size)
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 

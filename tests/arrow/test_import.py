@@ -241,3 +241,21 @@ def test_to_arrow_reader_streams_a_snapshot_chunk_by_chunk(db: cm.Database) -> N
         db.table("t").to_arrow_reader(columns=["nope"])
     assert db.stats()["live_snapshots"] == 0
     assert pa.table(db.table("t")).num_rows == 4500
+
+
+def test_readers_never_consumed_or_outliving_their_snapshot_leak_nothing(
+        db: cm.Database, tmp_path: Path) -> None:
+    db.import_arrow("t", rows(0, 3500), primary_key="id")
+    with db.transaction() as tx:
+        tx.insert("t", rows(9000, 5))  # tail rows too
+    for _ in range(5):
+        db.table("t").to_arrow_reader()  # dropped unread
+        pa.RecordBatchReader.from_stream(db.table("t"))
+        with pytest.raises(OSError):
+            db.table("t").to_parquet(tmp_path / "no" / "such" / "dir" / "x.parquet")
+    gc.collect()
+    assert db.stats()["live_snapshots"] == 0
+    snap = db.snapshot()
+    reader = snap.table("t").to_arrow_reader(batch_size=500)
+    snap.close()
+    assert reader.read_all().num_rows == 3505
