@@ -61,8 +61,11 @@ def import_parquet(db: Database, name: str, source: PathLike | Sequence[PathLike
             raise SchemaError(f"the Parquet data has no column {missing[0]!r} (it has "
                               f"{', '.join(dataset.schema.names)})")
     try:
+        # One file read ahead at a time (pyarrow's default of 4 multiplies the
+        # memory a large dataset's import holds, for no gain in speed here).
         scanner = dataset.scanner(columns=None if columns is None else list(columns),
-                                  batch_size=READ_BATCH_ROWS, use_threads=True)
+                                  batch_size=READ_BATCH_ROWS, use_threads=True,
+                                  fragment_readahead=1)
         total = dataset.count_rows() if progress else None
         return import_arrow(db, name, scanner.to_reader(), primary_key=primary_key,
                             mode=mode, progress=progress, total_rows=total)
@@ -82,9 +85,22 @@ def to_parquet(table: Table, path: PathLike, *, columns: Sequence[str] | None = 
     try:
         with Progress(f"export {table.name}", None, progress) as counter, \
                 pq.ParquetWriter(partial, reader.schema, compression=compression) as writer:
+            # Batches are gathered (views, no copies) into row groups of
+            # row_group_size rows: a row group per batch makes files bigger and
+            # slower to write and to read.
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
             for batch in reader:
-                writer.write_batch(batch, row_group_size=row_group_size)
+                pending.append(batch)
+                pending_rows += batch.num_rows
                 counter.add(batch.num_rows, batch.nbytes)
+                if pending_rows >= row_group_size:
+                    writer.write_table(pa.Table.from_batches(pending, reader.schema),
+                                       row_group_size=row_group_size)
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, reader.schema),
+                                   row_group_size=row_group_size)
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)

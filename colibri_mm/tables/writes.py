@@ -561,7 +561,8 @@ class BulkLoad:
         if not self._upsert:  # an upsert's entries wait until replaced rows are known
             for index in indexes_of(definition):
                 index.insert(self._view, table, row_ids, self._settings.bulk_changes)
-        self._row_ids.append(row_ids)
+        if definition.primary_key is not None:  # a keyless table keeps nothing per row
+            self._row_ids.append(row_ids)
         if small is not None:
             self._small.append(small)
         self.rows += table.num_rows

@@ -259,3 +259,14 @@ def test_readers_never_consumed_or_outliving_their_snapshot_leak_nothing(
     reader = snap.table("t").to_arrow_reader(batch_size=500)
     snap.close()
     assert reader.read_all().num_rows == 3505
+
+
+def test_to_parquet_writes_row_groups_of_row_group_size(db: cm.Database,
+                                                        tmp_path: Path) -> None:
+    db.import_arrow("t", rows(0, 3500))  # chunks of 1000 rows
+    db.table("t").to_parquet(tmp_path / "one.parquet")
+    assert pq.ParquetFile(tmp_path / "one.parquet").metadata.num_row_groups == 1
+    db.table("t").to_parquet(tmp_path / "four.parquet", row_group_size=1000)
+    groups = pq.ParquetFile(tmp_path / "four.parquet").metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == \
+        [1000, 1000, 1000, 500]
