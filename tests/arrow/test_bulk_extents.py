@@ -166,9 +166,9 @@ def test_verify_counts_the_extents_it_checked(tmp_path: Path) -> None:
 
 
 def test_import_inside_a_transaction_of_the_same_thread_is_refused(tmp_path: Path) -> None:
-    with cm.connect(tmp_path / "db", create=True) as db, db.transaction():
-        with pytest.raises(cm.TransactionError, match="cannot import"):
-            db.import_arrow("t", data(0, 10))
+    with cm.connect(tmp_path / "db", create=True) as db, db.transaction(), \
+            pytest.raises(cm.TransactionError, match="cannot import"):
+        db.import_arrow("t", data(0, 10))
 
 
 def test_a_failed_checkpoint_after_a_durable_import_does_not_fail_the_import(
