@@ -34,6 +34,9 @@ from ..kernels.keycodec import Varlen, concat_rows, escape_terminated
 _EPOCH_DATE = datetime.date(1970, 1, 1)
 
 
+_DECIMAL_EXACT = decimal.Context(prec=40)
+"""Enough digits for any decimal128 (38) to scale without rounding."""
+
 def encode_keys(rows: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> Varlen:
     """The encoded key of every row as Arrow-style ``(offsets, data)``.
 
@@ -193,7 +196,8 @@ def _encode_value(kind: pa.DataType, value: Any, last: bool) -> bytes:
             return number.to_bytes(width, "big")
         return (number + (1 << (8 * width - 1))).to_bytes(width, "big")
     if t.is_decimal128(kind):
-        scaled = pa.scalar(value, kind).as_py().scaleb(kind.scale)
+        # Exact for all 38 digits (the default context rounds to 28).
+        scaled = pa.scalar(value, kind).as_py().scaleb(kind.scale, _DECIMAL_EXACT)
         return (int(scaled) + (1 << 127)).to_bytes(16, "big")
     if t.is_fixed_size_binary(kind):
         data = bytes(value)

@@ -482,8 +482,27 @@ def _ipc(rows: pa.Table) -> bytes:
 
 def _write_ipc(rows: pa.Table, sink: pa.NativeFile) -> None:
     with pa.ipc.new_stream(sink, rows.schema) as stream:
-        for batch in rows.combine_chunks().to_batches():
+        for batch in _one_batch(rows).to_batches():
             stream.write_batch(batch)
+
+
+def _one_batch(rows: pa.Table) -> pa.Table:
+    """``rows`` with every column in one piece (a chunk is one record batch). Pieces
+    of a dictionary column whose dictionaries together hold more values than its
+    index type numbers cannot be: :class:`SchemaError` naming the column."""
+    try:
+        return rows.combine_chunks()
+    except pa.ArrowInvalid:
+        for field, column in zip(rows.schema, rows.columns, strict=True):
+            if pa.types.is_dictionary(field.type):
+                try:
+                    column.unify_dictionaries().combine_chunks()
+                except pa.ArrowInvalid:
+                    raise SchemaError(
+                        f"column {field.name!r}: the rows of one row group hold more "
+                        f"distinct values than its index type {field.type.index_type} "
+                        "can number; use a wider index type (int32)") from None
+        raise
 
 
 def _chunk_value(rows: pa.Table, settings: WriteSettings) -> bytes:
@@ -493,7 +512,7 @@ def _chunk_value(rows: pa.Table, settings: WriteSettings) -> bytes:
     extents = settings.extents
     if extents is None:
         return _ipc(rows)
-    rows = rows.combine_chunks()
+    rows = _one_batch(rows)
     sizer = pa.MockOutputStream()
     _write_ipc(rows, sizer)
     size = sizer.size()

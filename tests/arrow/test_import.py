@@ -270,3 +270,17 @@ def test_to_parquet_writes_row_groups_of_row_group_size(db: cm.Database,
     groups = pq.ParquetFile(tmp_path / "four.parquet").metadata
     assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == \
         [1000, 1000, 1000, 500]
+
+
+def test_a_row_group_overflowing_a_dictionary_index_is_a_clear_error(db: cm.Database) -> None:
+    kind = pa.dictionary(pa.int8(), pa.string())
+
+    def batch(start: int) -> pa.RecordBatch:  # 100 values: a valid int8 dictionary
+        values = pa.array([f"v{i}" for i in range(start, start + 100)])
+        return pa.record_batch({"d": values.dictionary_encode().cast(kind)})
+
+    with pytest.raises(cm.SchemaError, match=r"column 'd'.*index type int8"):
+        db.import_arrow("t", iter([batch(0), batch(100)]))  # 200 values in one chunk
+    assert db.tables() == []
+    db.import_arrow("t", iter([batch(0), batch(20)]))  # 120 distinct: fits
+    assert db.table("t").count() == 200

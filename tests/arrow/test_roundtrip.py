@@ -467,10 +467,8 @@ def key_values(kind: pa.DataType) -> st.SearchStrategy[Any]:
     if t.is_time64(kind) and kind.unit == "ns":
         return st.integers(0, NANOS_PER_DAY // 1000 - 1).map(lambda v: v * 1000)
     if t.is_decimal128(kind):
-        # known bug, reported: table.get (keys.encode_key) scales a decimal key in
-        # the default decimal context, which rounds it to 28 digits, so a longer key
-        # finds another row or none; keys here have at most 28 digits.
-        bound = 10 ** min(kind.precision, 28) - 1
+        # Every digit counts: keys.encode_key once rounded to 28 digits.
+        bound = 10 ** kind.precision - 1
         return st.integers(-bound, bound).map(
             lambda unscaled: decimal.Decimal(unscaled).scaleb(-kind.scale, _EXACT))
     return values_of(kind)

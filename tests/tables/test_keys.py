@@ -3,6 +3,7 @@ the bytes sort like the tuples of values."""
 
 import datetime
 import decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -93,3 +94,17 @@ def test_the_int64_point_read_key_agrees_with_the_general_encoding() -> None:
             schema, ("id",), (key,)), key
     with pytest.raises(OverflowError):
         encoded_key(definition, 2**63)  # the general path names what is wrong
+
+
+def test_decimal_keys_of_38_digits_stay_distinct(tmp_path: Path) -> None:
+    """The key encoding scaled decimals in the default context (28 digits), so
+    10**28 and 10**28 + 1 found the same row (found by the round-trip tests)."""
+    keys = [decimal.Decimal(10**28), decimal.Decimal(10**28 + 1),
+            decimal.Decimal(-(10**37) + 7), decimal.Decimal(10**38 - 1)]
+    with cm.connect(tmp_path / "db", create=True) as db:
+        db.import_arrow("t", pa.table({"k": pa.array(keys, pa.decimal128(38, 0)),
+                                       "v": ["a", "b", "c", "d"]}), primary_key="k")
+        assert [db.table("t").get(k)["v"] for k in keys] == ["a", "b", "c", "d"]
+        with db.transaction() as tx:
+            tx.update("t", keys[1], {"v": "changed"})
+        assert db.table("t").get(keys[0])["v"] == "a"
