@@ -599,7 +599,7 @@ class BulkLoad:
             self._keys.clear()
             row_ids = np.concatenate(self._row_ids)
             starts, lengths = offsets[:-1], np.diff(offsets)
-            newest = sorted_distinct(starts, lengths, data)
+            newest = _newest_of_each_key(starts, lengths, data)
             if newest.size < row_ids.size:
                 dead = np.ones(row_ids.size, bool)
                 dead[newest] = False
@@ -609,7 +609,7 @@ class BulkLoad:
                         f"rows written to {definition.name!r}")
                 self._mark_rows(row_ids[dead], due)
             # The index entries' keys, in key order (also the probes for keys present).
-            entry_keys = gather_slices(starts, lengths, data, newest, index_prefix(definition))
+            entry_keys = _prefixed(starts, lengths, data, newest, index_prefix(definition))
             del offsets, data, starts, lengths
             if not self._new_table:
                 found = view.get_many_raw(entry_keys, in_order=True)
@@ -665,6 +665,45 @@ class BulkLoad:
         assert self._definition.primary_key is not None
         row = fetch(self._view, self._definition, row_id, self._settings.cache)
         return _key_values(row, self._definition.primary_key, 0)
+
+
+def _fixed_width(lengths: np.ndarray) -> int | None:
+    """The common length of keys all as long (None if they differ or there are none)."""
+    if not lengths.size or lengths[0] <= 0 or (lengths != lengths[0]).any():
+        return None
+    return int(lengths[0])
+
+
+def _newest_of_each_key(starts: np.ndarray, lengths: np.ndarray,
+                        data: np.ndarray) -> np.ndarray:
+    """Like :func:`~colibri_mm.kernels.sort.sorted_distinct` (the last row of each
+    key, in key order) of keys lying one after the other (``starts`` are their
+    offsets); keys of 8 bytes (a one-int64 primary key, the usual case)
+    are compared as numbers with numpy's radix sort instead."""
+    if _fixed_width(lengths) != 8 or starts[0] != 0:
+        return sorted_distinct(starts, lengths, data)
+    numbers = data[: 8 * starts.size].view(">u8").astype(np.uint64)
+    if (numbers[1:] > numbers[:-1]).all():
+        return np.arange(numbers.size, dtype=np.int64)
+    order = np.argsort(numbers, kind="stable")
+    ordered = numbers[order]
+    last = np.ones(order.size, bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    return order[last].astype(np.int64)
+
+
+def _prefixed(starts: np.ndarray, lengths: np.ndarray, data: np.ndarray,
+              chosen: np.ndarray, prefix: bytes) -> Varlen:
+    """Keys ``chosen`` (lying one after the other, ``starts`` their offsets) each
+    after ``prefix``, as Arrow-style ``(offsets, data)`` (keys of one width are laid out with numpy, others by the gather kernel)."""
+    width = _fixed_width(lengths)
+    if width is None or starts[0] != 0:
+        return gather_slices(starts, lengths, data, chosen, prefix)
+    rows = np.empty((chosen.size, len(prefix) + width), np.uint8)
+    rows[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+    rows[:, len(prefix) :] = data[: width * starts.size].reshape(-1, width)[chosen]
+    offsets = np.arange(chosen.size + 1, dtype=np.int64) * (len(prefix) + width)
+    return offsets, rows.reshape(-1)
 
 
 def _concatenated(parts: list[Varlen]) -> Varlen:
