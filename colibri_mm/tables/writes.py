@@ -695,7 +695,8 @@ def _newest_of_each_key(starts: np.ndarray, lengths: np.ndarray,
 def _prefixed(starts: np.ndarray, lengths: np.ndarray, data: np.ndarray,
               chosen: np.ndarray, prefix: bytes) -> Varlen:
     """Keys ``chosen`` (lying one after the other, ``starts`` their offsets) each
-    after ``prefix``, as Arrow-style ``(offsets, data)`` (keys of one width are laid out with numpy, others by the gather kernel)."""
+    after ``prefix``, as Arrow-style ``(offsets, data)`` (keys of one width are laid
+    out with numpy, others by the gather kernel)."""
     width = _fixed_width(lengths)
     if width is None or starts[0] != 0:
         return gather_slices(starts, lengths, data, chosen, prefix)
