@@ -700,9 +700,12 @@ def _prefixed(starts: np.ndarray, lengths: np.ndarray, data: np.ndarray,
     width = _fixed_width(lengths)
     if width is None or starts[0] != 0:
         return gather_slices(starts, lengths, data, chosen, prefix)
+    keys = data[: width * starts.size].reshape(-1, width)
+    if chosen.size != starts.size or (chosen[1:] != chosen[:-1] + 1).any():
+        keys = keys[chosen]  # (all of them in order, the usual case, need no gather)
     rows = np.empty((chosen.size, len(prefix) + width), np.uint8)
     rows[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
-    rows[:, len(prefix) :] = data[: width * starts.size].reshape(-1, width)[chosen]
+    rows[:, len(prefix) :] = keys
     offsets = np.arange(chosen.size + 1, dtype=np.int64) * (len(prefix) + width)
     return offsets, rows.reshape(-1)
 
