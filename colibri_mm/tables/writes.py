@@ -595,11 +595,9 @@ class BulkLoad:
         view, definition, settings = self._view, self._definition, self._settings
         due: set[int] = set()
         if self._keys:
-            offsets, data = _concatenated(self._keys)
+            newest, entry_keys = _index_keys(self._keys, index_prefix(definition))
             self._keys.clear()
             row_ids = np.concatenate(self._row_ids)
-            starts, lengths = offsets[:-1], np.diff(offsets)
-            newest = _newest_of_each_key(starts, lengths, data)
             if newest.size < row_ids.size:
                 dead = np.ones(row_ids.size, bool)
                 dead[newest] = False
@@ -608,9 +606,6 @@ class BulkLoad:
                         f"duplicate primary key {self._key_text(row_ids[dead][:1])} in the "
                         f"rows written to {definition.name!r}")
                 self._mark_rows(row_ids[dead], due)
-            # The index entries' keys, in key order (also the probes for keys present).
-            entry_keys = _prefixed(starts, lengths, data, newest, index_prefix(definition))
-            del offsets, data, starts, lengths
             if not self._new_table:
                 found = view.get_many_raw(entry_keys, in_order=True)
                 present = np.flatnonzero(found.states == 1)
@@ -667,47 +662,36 @@ class BulkLoad:
         return _key_values(row, self._definition.primary_key, 0)
 
 
-def _fixed_width(lengths: np.ndarray) -> int | None:
-    """The common length of keys all as long (None if they differ or there are none)."""
-    if not lengths.size or lengths[0] <= 0 or (lengths != lengths[0]).any():
-        return None
-    return int(lengths[0])
+def _index_keys(parts: list[Varlen], prefix: bytes) -> tuple[np.ndarray, Varlen]:
+    """For the encoded keys of rows added in ``parts``: the position of the last row
+    of each distinct key, in key order, and those keys after ``prefix`` (the index
+    entries' keys). Keys all of 8 bytes (a one-int64 primary key, the usual case)
+    are compared as numbers with numpy; others with the byte-key kernels."""
+    if all((np.diff(offsets) == 8).all() for offsets, _ in parts):
+        numbers = np.concatenate([data[: offsets[-1]].view(">u8") for offsets, data in parts]
+                                 ).astype(np.uint64)
+        newest = _newest_of_each_number(numbers)
+        if newest.size != numbers.size:
+            numbers = numbers[newest]
+        rows = np.empty((numbers.size, len(prefix) + 8), np.uint8)
+        rows[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+        rows[:, len(prefix) :] = numbers.astype(">u8").view(np.uint8).reshape(-1, 8)
+        offsets = np.arange(numbers.size + 1, dtype=np.int64) * (len(prefix) + 8)
+        return newest, (offsets, rows.reshape(-1))
+    offsets, data = _concatenated(parts)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    newest = sorted_distinct(starts, lengths, data)
+    return newest, gather_slices(starts, lengths, data, newest, prefix)
 
 
-def _newest_of_each_key(starts: np.ndarray, lengths: np.ndarray,
-                        data: np.ndarray) -> np.ndarray:
-    """Like :func:`~colibri_mm.kernels.sort.sorted_distinct` (the last row of each
-    key, in key order) of keys lying one after the other (``starts`` are their
-    offsets); keys of 8 bytes (a one-int64 primary key, the usual case)
-    are compared as numbers with numpy's radix sort instead."""
-    if _fixed_width(lengths) != 8 or starts[0] != 0:
-        return sorted_distinct(starts, lengths, data)
-    numbers = data[: 8 * starts.size].view(">u8").astype(np.uint64)
+def _newest_of_each_number(numbers: np.ndarray) -> np.ndarray:
+    """Position of the last occurrence of each distinct value, in value order."""
     if (numbers[1:] > numbers[:-1]).all():
         return np.arange(numbers.size, dtype=np.int64)
-    order = np.argsort(numbers, kind="stable")
+    order = np.argsort(numbers)
     ordered = numbers[order]
-    last = np.ones(order.size, bool)
-    last[:-1] = ordered[1:] != ordered[:-1]
-    return order[last].astype(np.int64)
-
-
-def _prefixed(starts: np.ndarray, lengths: np.ndarray, data: np.ndarray,
-              chosen: np.ndarray, prefix: bytes) -> Varlen:
-    """Keys ``chosen`` (lying one after the other, ``starts`` their offsets) each
-    after ``prefix``, as Arrow-style ``(offsets, data)`` (keys of one width are laid
-    out with numpy, others by the gather kernel)."""
-    width = _fixed_width(lengths)
-    if width is None or starts[0] != 0:
-        return gather_slices(starts, lengths, data, chosen, prefix)
-    keys = data[: width * starts.size].reshape(-1, width)
-    if chosen.size != starts.size or (chosen[1:] != chosen[:-1] + 1).any():
-        keys = keys[chosen]  # (all of them in order, the usual case, need no gather)
-    rows = np.empty((chosen.size, len(prefix) + width), np.uint8)
-    rows[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
-    rows[:, len(prefix) :] = keys
-    offsets = np.arange(chosen.size + 1, dtype=np.int64) * (len(prefix) + width)
-    return offsets, rows.reshape(-1)
+    firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return np.maximum.reduceat(order, firsts).astype(np.int64)
 
 
 def _concatenated(parts: list[Varlen]) -> Varlen:
