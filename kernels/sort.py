@@ -262,3 +262,15 @@ def gather_slices(starts: Any, lengths: Any, buffer: Any, indices: Any,
         raise IndexError(f"gather index out of range for {s.size} slices")
     offsets, data = _gather(s, n, b, picked, np.frombuffer(prefix, np.uint8))
     return offsets, data
+
+
+def sort_words(words: Any) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """``uint64`` values sorted, and the stable permutation that sorts them (equal
+    values keep their input order), by the same LSD radix passes as the byte keys'
+    first word: a byte per pass, bytes equal in every value skipped."""
+    ordered = np.array(words, np.uint64)
+    order = np.arange(ordered.size, dtype=np.int64)
+    if ordered.size > 1:
+        _radix_by_word(order, ordered, 0, ordered.size, np.empty_like(order),
+                       np.empty_like(ordered), np.empty((8, 256), np.int64))
+    return ordered, order

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from ..errors import ConstraintError, SchemaError
 from ..kernels.keycodec import Varlen
 from ..kernels.merge import Entries
-from ..kernels.sort import gather_slices, sorted_distinct
+from ..kernels.sort import gather_slices, sort_words, sorted_distinct
 from ..kv.batch import entries_from_slices
 from ..kv.keys import prefix_end
 from ..kv.records import DELETE, PUT
@@ -688,10 +688,10 @@ def _newest_of_each_number(numbers: np.ndarray) -> np.ndarray:
     """Position of the last occurrence of each distinct value, in value order."""
     if (numbers[1:] > numbers[:-1]).all():
         return np.arange(numbers.size, dtype=np.int64)
-    order = np.argsort(numbers)
-    ordered = numbers[order]
-    firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    return np.maximum.reduceat(order, firsts).astype(np.int64)
+    ordered, order = sort_words(numbers)  # stable: the last of equal values is newest
+    last = np.ones(order.size, bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    return order[last]
 
 
 def _concatenated(parts: list[Varlen]) -> Varlen:

@@ -79,3 +79,21 @@ def test_empty() -> None:
     assert sort.sorted_distinct(empty, empty, np.empty(0, np.uint8)).size == 0
     offsets, data = sort.gather_slices(empty, empty, np.empty(0, np.uint8), empty)
     assert offsets.tolist() == [0] and data.size == 0
+
+
+@given(st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([0, 5, 2**63, 2**64 - 1]),
+                max_size=300))
+def test_sort_words_matches_reference(words: list[int]) -> None:
+    got_values, got_order = sort.sort_words(np.array(words, np.uint64))
+    want_values, want_order = sort_reference.sort_words(words)
+    assert np.array_equal(got_values, want_values)
+    assert np.array_equal(got_order, want_order)  # stable: repeats keep input order
+
+
+def test_sort_words_large() -> None:
+    rng = np.random.default_rng(2)
+    words = rng.integers(0, 1 << 40, 200_000, dtype=np.uint64)
+    words[::7] = words[3]  # many repeats
+    got_values, got_order = sort.sort_words(words)
+    want_values, want_order = sort_reference.sort_words(words.tolist())
+    assert np.array_equal(got_values, want_values) and np.array_equal(got_order, want_order)
