@@ -303,7 +303,27 @@ def fetch(view: KvView, definition: TableDef, row_ids: np.ndarray,
         return gathered
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
-    return gathered.take(pa.array(inverse))
+    try:
+        return gathered.take(pa.array(inverse))
+    except pa.ArrowInvalid:
+        # Dictionary columns of several chunks whose values together overflow the
+        # index type cannot be taken across as one array: put the result together
+        # from runs of rows of one chunk each (a column of several pieces).
+        return _in_runs(parts, bounds, inverse)
+
+
+def _in_runs(parts: list[pa.Table], bounds: np.ndarray, inverse: np.ndarray) -> pa.Table:
+    """Rows ``inverse`` (positions in ``parts`` laid end to end, ``bounds`` where
+    each part after the first starts) as a table of runs of rows from one part."""
+    part_of = np.searchsorted(bounds, inverse, side="right")
+    starts = np.concatenate(([0], bounds))
+    breaks = np.flatnonzero(np.diff(part_of)) + 1
+    runs = []
+    for first, last in zip(np.concatenate(([0], breaks)),
+                           np.concatenate((breaks, [inverse.size])), strict=True):
+        part = int(part_of[first])
+        runs.append(parts[part].take(pa.array(inverse[first:last] - starts[part])))
+    return pa.concat_tables(runs)
 
 
 def live_chunks(view: KvView, definition: TableDef, columns: Sequence[str] | None = None,

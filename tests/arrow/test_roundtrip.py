@@ -160,12 +160,11 @@ def tables(draw: st.DrawFn, schema: pa.Schema | None = None, parquet: bool = Fal
         pool = draw(st.lists(st.none() | values if field.nullable else values,
                              min_size=1, max_size=16))
         if pa.types.is_dictionary(field.type) and field.type.index_type.bit_width > 8:
-            # known bug, reported: rows of a chunk (or of one get_many) whose
-            # dictionaries together hold more distinct values than the index type
-            # numbers fail to be written (writes._chunk_value combines the chunks
-            # of a row group) or fetched (rows.fetch takes across chunks), though
-            # each batch alone is valid; so 8-bit indices keep to the pool's 16
-            # values per table (at most 7 tables go into one in these tests).
+            # A row group is one record batch: rows whose dictionaries together
+            # hold more distinct values than the index type numbers cannot be one
+            # (a SchemaError naming the column, tests/arrow/test_import.py), so
+            # 8-bit indices keep to the pool's 16 values per table (at most 7
+            # tables go into one in these tests).
             extra = draw(st.integers(0, 300))
             pool += [f"{first_row} ☃ {i}" for i in range(extra)]
         picks = generator.integers(0, len(pool), rows)
