@@ -190,7 +190,10 @@ def _unshadowed(entries: Entries, runs: list[Run], page_size: int) -> list[Exten
     if not any(ref.named for ref in refs):
         return refs
     dead: list[set[Extent]] = [set() for _ in refs]
-    for key in _keys_with_prefix(entries, TABLE_CHUNKS):
+    # Only delete markers shadow a descriptor: chunk numbers are never reused, so a
+    # put of a chunk key never meets an older one. So the lookups cost as many as
+    # chunks were dropped since the last checkpoint, not as many as there are.
+    for key in _keys_with_prefix(entries, TABLE_CHUNKS, DELETE):
         for i, run in enumerate(runs):
             hit = run.get(key, view=True)
             if hit is None:
@@ -202,11 +205,11 @@ def _unshadowed(entries: Entries, runs: list[Run], page_size: int) -> list[Exten
             for ref, gone in zip(refs, dead, strict=True)]
 
 
-def _keys_with_prefix(entries: Entries, prefix: bytes) -> list[bytes]:
-    """The keys of ``entries`` (sorted) that begin with ``prefix``."""
+def _keys_with_prefix(entries: Entries, prefix: bytes, kind: int) -> list[bytes]:
+    """The keys of ``entries`` of entries of ``kind`` that begin with ``prefix``."""
     offsets, data = entries.key_offsets, entries.key_data
     starts = offsets[:-1]
-    mask = np.diff(offsets) >= len(prefix)
+    mask = (np.diff(offsets) >= len(prefix)) & (entries.kinds == kind)
     for k, byte in enumerate(prefix):
         mask[mask] &= data[starts[mask] + k] == byte
     return [data[offsets[i] : offsets[i + 1]].tobytes() for i in np.flatnonzero(mask).tolist()]
