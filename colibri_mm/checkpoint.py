@@ -30,7 +30,7 @@ from .kv.run import Run, encode_run
 from .kv.store import Layer
 from .storage.allocator import Allocator
 from .storage.catalog import Catalog, ExtentRef, catalog_pages, read_catalog
-from .storage.extents import Descriptor, Extent, is_descriptor, named_extents
+from .storage.extents import Descriptor, Extent, is_descriptor, named_extents, with_prefix
 from .storage.files import FileSystem
 from .storage.meta import Meta, write_meta_slot
 from .storage.pagefile import PageFile
@@ -208,11 +208,8 @@ def _unshadowed(entries: Entries, runs: list[Run], page_size: int) -> list[Exten
 def _keys_with_prefix(entries: Entries, prefix: bytes, kind: int) -> list[bytes]:
     """The keys of ``entries`` of entries of ``kind`` that begin with ``prefix``."""
     offsets, data = entries.key_offsets, entries.key_data
-    starts = offsets[:-1]
-    mask = (np.diff(offsets) >= len(prefix)) & (entries.kinds == kind)
-    for k, byte in enumerate(prefix):
-        mask[mask] &= data[starts[mask] + k] == byte
-    return [data[offsets[i] : offsets[i + 1]].tobytes() for i in np.flatnonzero(mask).tolist()]
+    return [data[offsets[i] : offsets[i + 1]].tobytes()
+            for i in np.flatnonzero(with_prefix(entries, prefix, kind)).tolist()]
 
 
 def _bytes(entries: Entries) -> int:

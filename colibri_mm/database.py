@@ -41,19 +41,13 @@ from .kv.store import StoreVersion
 from .kv.wal_apply import WalApplier
 from .kv.writeset import WriteSet
 from .options import Options
-from .storage.extents import (
-    DESCRIPTOR_BYTES,
-    Extent,
-    ExtentReader,
-    ExtentWriter,
-    is_descriptor,
-    named_extents,
-)
+from .storage.extents import Extent, ExtentReader, ExtentWriter, named_extents
 from .storage.files import FileSystem
 from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
 from .storage.pagefile import DATA_NAME, PageFile
 from .tables import registry, writes
 from .tables.chunk_cache import ChunkCache
+from .tables.rows import descriptors_among
 from .tables.table import Table
 from .tables.writes import WriteSettings
 from .transaction import Snapshot, Transaction
@@ -645,9 +639,8 @@ class Database:
         extents = extent_pages = 0
         with self.snapshot() as snap:
             chunks = snap.kv.range_raw(TABLE_CHUNKS, prefix_end(TABLE_CHUNKS))
-            for i in np.flatnonzero(chunks.value_lengths() >= DESCRIPTOR_BYTES).tolist():
-                value = chunks.value(i)
-                if is_descriptor(value) and self.extent_reader is not None:
+            for _, value in descriptors_among(chunks):
+                if self.extent_reader is not None:
                     extent_pages += -(-len(self.extent_reader.check(value)) //
                                       self._meta.page_size)
                     extents += 1

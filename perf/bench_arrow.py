@@ -215,17 +215,18 @@ def duck_import(scratch: Scratch, call: Callable[[duckdb.DuckDBPyConnection, int
     return setup
 
 
-def bench_import_arrow(rows: pa.Table, warm: pa.Table, scratch: Scratch,
-                       repeat: int = 2) -> None:
-    inputs = {0: warm}
+def round_inputs(rows: pa.Table, warm: pa.Table
+                 ) -> tuple[Callable[[int], pa.Table], Callable[[int], Answer]]:
+    """The table round ``r`` imports (``warm`` in the untimed round 0, ``rows`` after)
+    and the answer it must give."""
     answers = {0: answer_of(warm)}
     full = answer_of(rows)
+    return (lambda r: warm if r == 0 else rows), (lambda r: answers.get(r, full))
 
-    def data(r: int) -> pa.Table:
-        return inputs.get(r, rows)
 
-    def expected(r: int) -> Answer:
-        return answers.get(r, full)
+def bench_import_arrow(rows: pa.Table, warm: pa.Table, scratch: Scratch,
+                       repeat: int = 2) -> None:
+    data, expected = round_inputs(rows, warm)
 
     def ipc(r: int) -> Trial:
         path = scratch.new("rows.arrow")
@@ -255,15 +256,7 @@ def bench_import_arrow(rows: pa.Table, warm: pa.Table, scratch: Scratch,
 
 def bench_import_arrow_keyed(rows: pa.Table, warm: pa.Table, scratch: Scratch,
                              repeat: int = 2) -> None:
-    inputs = {0: warm}
-    answers = {0: answer_of(warm)}
-    full = answer_of(rows)
-
-    def data(r: int) -> pa.Table:
-        return inputs.get(r, rows)
-
-    def expected(r: int) -> Answer:
-        return answers.get(r, full)
+    data, expected = round_inputs(rows, warm)
 
     ours = ours_import(scratch, lambda db, r: db.import_arrow("t", data(r), primary_key="id"),
                        expected)

@@ -5,7 +5,8 @@ or a hive-partitioned dataset, read through ``pyarrow.dataset`` as a stream) and
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,20 @@ def import_parquet(db: Database, name: str, source: PathLike | Sequence[PathLike
         raise SchemaError(f"reading the Parquet data at {source}: {e}") from None
 
 
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A path beside ``path`` (``path.partial``) to write a file to: renamed over
+    ``path`` when the block ends, removed if it raises, so a failed export leaves
+    no partial file (and an older file at ``path`` stays as it was)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def to_parquet(table: Table, path: PathLike, *, columns: Sequence[str] | None = None,
                filter: Any = None, compression: str = "snappy",
                row_group_size: int = 1 << 20, progress: bool = False) -> int:
@@ -80,31 +95,25 @@ def to_parquet(table: Table, path: PathLike, *, columns: Sequence[str] | None = 
     returns the number of rows. The file is written beside its final name and
     renamed into place, so a failed export leaves no partial file."""
     reader = table.to_arrow_reader(READ_BATCH_ROWS, columns, filter)
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with Progress(f"export {table.name}", None, progress) as counter, \
-                pq.ParquetWriter(partial, reader.schema, compression=compression) as writer:
-            # Batches are gathered (views, no copies) into row groups of
-            # row_group_size rows: a row group per batch makes files bigger and
-            # slower to write and to read.
-            pending: list[pa.RecordBatch] = []
-            pending_rows = 0
-            for batch in reader:
-                pending.append(batch)
-                pending_rows += batch.num_rows
-                counter.add(batch.num_rows, batch.nbytes)
-                if pending_rows >= row_group_size:
-                    writer.write_table(pa.Table.from_batches(pending, reader.schema),
-                                       row_group_size=row_group_size)
-                    pending, pending_rows = [], 0
-            if pending:
+    with replacing(Path(path)) as partial, \
+            Progress(f"export {table.name}", None, progress) as counter, \
+            pq.ParquetWriter(partial, reader.schema, compression=compression) as writer:
+        # Batches are gathered (views, no copies) into row groups of
+        # row_group_size rows: a row group per batch makes files bigger and
+        # slower to write and to read.
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for batch in reader:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            counter.add(batch.num_rows, batch.nbytes)
+            if pending_rows >= row_group_size:
                 writer.write_table(pa.Table.from_batches(pending, reader.schema),
                                    row_group_size=row_group_size)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+                pending, pending_rows = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, reader.schema),
+                               row_group_size=row_group_size)
     return counter.rows
 
 

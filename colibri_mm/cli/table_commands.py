@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -26,6 +25,7 @@ import pyarrow.ipc as ipc
 import colibri_mm as cm
 
 from ..arrow.importer import MODES, ImportResult
+from ..arrow.parquet import replacing
 from ..errors import TableExistsError, TableNotFoundError
 from . import where
 from .database_dir import open_database
@@ -440,25 +440,20 @@ def _write_file(table: Table, path: Path, file_format: str, columns: Sequence[st
     """Write the rows to ``path`` as an Arrow IPC file or CSV, through
     ``path.partial`` renamed into place; returns how many rows."""
     reader = table.to_arrow_reader(EXPORT_BATCH_ROWS, columns, filter_)
-    partial = path.with_name(path.name + ".partial")
     compression = _csv_compression(path) if file_format == "csv" else None
     rows = 0
     try:
-        with pa.output_stream(str(partial), compression=compression) as sink:
+        with replacing(path) as partial, \
+                pa.output_stream(str(partial), compression=compression) as sink:
             writer = ipc.new_file(sink, reader.schema) if file_format == "arrow" else \
                 pa_csv.CSVWriter(sink, reader.schema)
             with writer:
                 for batch in reader:
                     writer.write_batch(batch)
                     rows += batch.num_rows
-        os.replace(partial, path)
     except pa.ArrowException as e:
-        partial.unlink(missing_ok=True)
         raise CommandError(f"cannot write table {table.name!r} as "
                            f"{FORMAT_NAMES[file_format]}: {_one_line(e)}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     return rows
 
 

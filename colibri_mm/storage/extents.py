@@ -178,16 +178,22 @@ class ExtentReader:
         return Descriptor.decode(value, self._pages.page_size).length
 
 
+def with_prefix(entries: Entries, prefix: bytes, kind: int) -> npt.NDArray[np.bool_]:
+    """Mask of the entries of ``kind`` whose keys begin with ``prefix`` (numpy over
+    the key arrays)."""
+    offsets, keys = entries.key_offsets, entries.key_data
+    starts = offsets[:-1]
+    mask: npt.NDArray[np.bool_] = (np.diff(offsets) >= len(prefix)) & (entries.kinds == kind)
+    for k, byte in enumerate(prefix):
+        mask[mask] &= keys[starts[mask] + k] == byte
+    return mask
+
+
 def named_extents(entries: Entries, key_prefix: bytes, page_size: int) -> set[Extent]:
     """The extents named by the descriptors among the put values of ``entries``
     whose keys begin with ``key_prefix`` (the key space whose values may be
     descriptors), found with numpy over the arrays."""
-    keys, offsets = entries.key_data, entries.key_offsets
-    starts, lengths = offsets[:-1], np.diff(offsets)
-    width = len(key_prefix)
-    mask = (lengths >= width) & (entries.kinds == PUT_KIND)
-    for k, byte in enumerate(key_prefix):
-        mask[mask] &= keys[starts[mask] + k] == byte
+    mask = with_prefix(entries, key_prefix, PUT_KIND)
     value_starts = entries.value_offsets[:-1][mask]
     value_lengths = np.diff(entries.value_offsets)[mask]
     heads = value_lengths >= _HEAD.size

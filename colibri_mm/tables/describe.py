@@ -5,25 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..kv.keys import prefix_end
 from ..kv.ranges import RangeEntries
 from ..kv.views import KvView
-from ..storage.extents import DESCRIPTOR_BYTES, is_descriptor
 from . import tail
 from .catalog import TableDef, table_part
-from .rows import CHUNKS, row_count
+from .rows import CHUNKS, descriptors_among, row_count
 
 
 def _chunk_bytes(view: KvView, chunks: RangeEntries) -> int:
     """Bytes of the chunks, those written as extents counted at their length."""
     lengths = chunks.value_lengths()
-    for i in np.flatnonzero(lengths >= DESCRIPTOR_BYTES).tolist():
-        value = chunks.value(i)
-        if is_descriptor(value):
-            assert view.extents is not None
-            lengths[i] = view.extents.length(value)
+    for i, value in descriptors_among(chunks):
+        assert view.extents is not None
+        lengths[i] = view.extents.length(value)
     return int(lengths.sum())
 
 

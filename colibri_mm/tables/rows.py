@@ -28,9 +28,10 @@ import pyarrow as pa
 from ..errors import CorruptionError, SchemaError
 from ..kernels.sort import gather_slices
 from ..kv.keys import SYSTEM_PREFIX, TABLE_CHUNKS, prefix_end
+from ..kv.ranges import RangeEntries
 from ..kv.sorted_entries import Value
 from ..kv.views import KvSnapshotView, KvTransactionView, KvView
-from ..storage.extents import is_descriptor
+from ..storage.extents import DESCRIPTOR_BYTES, is_descriptor
 from . import tail
 from .catalog import TableDef, table_part
 from .chunk_cache import CachedChunk, ChunkCache
@@ -91,6 +92,15 @@ def _chunk_value(view: KvView, definition: TableDef, chunk: int) -> Value | None
     (writes copy what they keep)."""
     value = view.get_raw_view(chunk_key(definition, chunk))
     return None if value is None else chunk_bytes(view, value)
+
+
+def descriptors_among(chunks: RangeEntries) -> Iterator[tuple[int, Value]]:
+    """(position, value) of the chunk values of ``chunks`` that are extent
+    descriptors (values too short to be one are not looked at)."""
+    for i in np.flatnonzero(chunks.value_lengths() >= DESCRIPTOR_BYTES).tolist():
+        value = chunks.value(i)
+        if is_descriptor(value):
+            yield i, value
 
 
 def chunk_bytes(view: KvView, value: Value) -> Value:

@@ -446,9 +446,7 @@ def _put_index_entries(view: KvTransactionView, entry_keys: Varlen, row_ids: np.
     n = offsets.size - 1
     values = row_ids.astype(">u8").view(np.uint8)
     if n < bulk_changes:
-        for i in range(n):
-            view.put_raw(data[offsets[i] : offsets[i + 1]].tobytes(),
-                         values[8 * i : 8 * i + 8].tobytes())
+        _put_each(view, entry_keys, b"", values)
         return
     view.put_sorted_raw(Entries(np.full(n, PUT, np.uint8), offsets, data,
                                 np.arange(n + 1, dtype=np.int64) * 8, values))
@@ -460,14 +458,22 @@ def _put_index(view: KvTransactionView, definition: TableDef, keys: Varlen,
     n = offsets.size - 1
     prefix = index_prefix(definition)
     if n < bulk_changes:
-        for i in range(n):
-            view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(),
-                         row_ids[8 * i : 8 * i + 8].tobytes())
+        _put_each(view, keys, prefix, row_ids)
         return
     value_starts = np.arange(n, dtype=np.int64) * 8
     view.put_sorted_raw(entries_from_slices(
         np.full(n, PUT, np.uint8), (offsets[:-1], np.diff(offsets), data),
         (value_starts, np.full(n, 8, np.int64), row_ids), prefix))
+
+
+def _put_each(view: KvTransactionView, keys: Varlen, prefix: bytes,
+              row_ids: np.ndarray) -> None:
+    """Index entries one put each (few of them): key ``prefix + keys[i]`` -> the
+    ``i``-th 8 bytes of ``row_ids`` (big-endian row ids as bytes)."""
+    offsets, data = keys
+    for i in range(offsets.size - 1):
+        view.put_raw(prefix + data[offsets[i] : offsets[i + 1]].tobytes(),
+                     row_ids[8 * i : 8 * i + 8].tobytes())
 
 
 def _ipc(rows: pa.Table) -> bytes:
