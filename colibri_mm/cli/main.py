@@ -4,7 +4,8 @@ every failure into an exit status and a one-line reason.
 The commands work on a local database directory (``--data-dir`` or
 ``COLIBRI_DATA_DIR``); they are defined in :mod:`.kv_commands` (keys and values),
 :mod:`.table_commands` (tables, import and export; ``--where`` is parsed by
-:mod:`.where`) and :mod:`.admin_commands`, and the exit statuses in :mod:`.exit_codes`.
+:mod:`.where`), :mod:`.admin_commands` and :mod:`.config_commands` (the server's
+configuration file), and the exit statuses in :mod:`.exit_codes`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ConfigError, Error
-from . import admin_commands, kv_commands, table_commands
+from . import admin_commands, config_commands, kv_commands, table_commands
 from .database_dir import add_data_dir_option
 from .exit_codes import (
     BROKEN_PIPE,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     kv_commands.add_commands(subparsers, common)
     table_commands.add_commands(subparsers, common)
     admin_commands.add_commands(subparsers, common)
+    config_commands.add_commands(subparsers, common)
     for command in subparsers.choices.values():
         command.set_defaults(parser=command)
     return parser
