@@ -19,11 +19,15 @@ from ..storage.files import FileSystem
 from ..txn.replay import COMMIT, TransactionAssembler
 from .segment import (
     RECORDS_OFFSET,
+    SegmentHeader,
     read_header,
     segment_holding,
     segment_numbers,
     segment_path,
 )
+
+RELISTS = 4
+"""Times a poll lists the WAL directory again when segments vanish under it."""
 
 
 class WalFollower:
@@ -40,8 +44,7 @@ class WalFollower:
 
     def _start(self) -> bool:
         """Find the segment holding the first LSN after ``after_lsn``."""
-        numbers = segment_numbers(self._fs.listdir(self._wal_dir))
-        holding = segment_holding(self._fs, self._wal_dir, numbers, self._after_lsn + 1)
+        numbers, holding = self._locate()
         if holding is None:
             if numbers and read_header(self._fs, self._wal_dir, numbers[0]) is not None:
                 raise CorruptionError(f"the WAL after LSN {self._after_lsn} is gone (the "
@@ -53,18 +56,40 @@ class WalFollower:
         self._block_size = header.block_size
         return True
 
+    def _locate(self) -> tuple[list[int], tuple[int, SegmentHeader] | None]:
+        """The segments listed, and which holds the first LSN after ``after_lsn``.
+
+        The writer deletes old segments while this runs (those before the cut of the
+        oldest checkpoint a reader announced). A scan that stopped at a segment
+        deleted since the listing could name an older one: list again."""
+        for _ in range(RELISTS):
+            numbers = segment_numbers(self._fs.listdir(self._wal_dir))
+            holding = segment_holding(self._fs, self._wal_dir, numbers, self._after_lsn + 1)
+            stop = 0 if holding is None else holding[0] + 1
+            if stop >= len(numbers) or \
+                    self._fs.exists(segment_path(self._wal_dir, numbers[stop])):
+                break
+        return numbers, holding
+
     def poll(self, assembler: TransactionAssembler, limit_lsn: int | None) -> None:
         """Feed ``assembler`` every whole transaction after the last one fed whose
         COMMIT LSN is at most ``limit_lsn`` (None: no limit)."""
         if self._segment is None and not self._start():
             return
+        relists = 0
         while True:
             assert self._segment is not None
             path = segment_path(self._wal_dir, self._segment)
             try:
                 file = self._fs.open(path, writable=False)
             except FileNotFoundError:
-                # A checkpoint deleted it: the caller must reload from the new meta.
+                # Deleted by the writer: what comes next may be in a later segment
+                # (this one held only what was applied), or gone with it, when a
+                # checkpoint this process has not read yet allowed the deletion (then
+                # the caller reloads from the new meta).
+                relists += 1
+                if relists < RELISTS and self._start():
+                    continue
                 raise CorruptionError("the WAL segment being followed was removed",
                                       path=str(path)) from None
             try:
