@@ -171,3 +171,15 @@ def test_resident_bytes_of_a_file_just_written(tmp_path: Path) -> None:
     assert resident_bytes(tmp_path / "missing", 100) is None
     (tmp_path / "empty").write_bytes(b"")
     assert resident_bytes(tmp_path / "empty", 100) == 0
+
+
+def test_a_readonly_database_has_no_wal_figures(db: Database, tmp_path: Path) -> None:
+    db.kv.put("a", "1")
+    db.checkpoint()
+    with cm.connect(tmp_path / "db", readonly=True) as reader:
+        metrics = ServerMetrics(reader)
+        values = exported(metrics)
+        assert "colibri_commits_total[]" not in values
+        assert "colibri_wal_syncs_total[]" not in values
+        assert values["colibri_checkpoint_id[]"] == db.stats()["checkpoint_id"]
+        assert metrics.snapshot()["group_size"] is None
