@@ -111,6 +111,9 @@ class Database:
         self._checkpoint_thread: threading.Thread | None = None
         self._wal_bytes_at_checkpoint = 0
         self.last_checkpoint: dict[str, Any] = {}
+        self.checkpoint_counts = {"written": 0, "failed": 0, "seconds": 0.0}
+        """Checkpoints written and failed since opening, and the seconds written ones
+        took."""
         self._follower: WalFollower | None = None
         self._refresh_lock = threading.Lock()
         self._live_replay = False
@@ -433,7 +436,6 @@ class Database:
                 self._checkpoint()
             except Exception as e:
                 log.error("checkpoint after a commit (memory backpressure) failed: %s", e)
-                self.last_checkpoint = {"error": str(e)}
 
     # -- tables --------------------------------------------------------------------
 
@@ -515,6 +517,18 @@ class Database:
         return self._checkpoint()
 
     def _checkpoint(self) -> dict[str, Any]:
+        try:
+            result = self._write_checkpoint()
+        except BaseException as e:
+            self.checkpoint_counts["failed"] += 1
+            self.last_checkpoint = {"error": str(e) or type(e).__name__, "at": time.time()}
+            raise
+        if not result.get("skipped"):
+            self.checkpoint_counts["written"] += 1
+            self.checkpoint_counts["seconds"] += result["seconds"]
+        return result
+
+    def _write_checkpoint(self) -> dict[str, Any]:
         writer = self._writer
         checkpointer = self._checkpointer
         assert writer is not None and checkpointer is not None
@@ -556,7 +570,7 @@ class Database:
                 "entries": result.entries, "run_bytes": result.run_bytes,
                 "merged_runs": result.merged_runs, "runs": len(result.runs),
                 "wal_segments_removed": removed,
-                "seconds": time.perf_counter() - started,
+                "seconds": time.perf_counter() - started, "at": time.time(),
             }
             log.info("checkpoint %d: %d entries, %d bytes, %d runs merged, %.3f s",
                      result.meta.checkpoint_id, result.entries, result.run_bytes,
@@ -625,7 +639,6 @@ class Database:
                 self._checkpoint()
             except Exception as e:
                 log.error("automatic checkpoint failed: %s", e)
-                self.last_checkpoint = {"error": str(e)}
 
     def verify(self) -> dict[str, int]:
         """Check every page of the checkpoint against its CRC and every run's
@@ -666,6 +679,9 @@ class Database:
             "kv_bytes_in_memory": self._clock.state.dirty_bytes(),
             "kv_runs": len(self._clock.state.runs),
             "last_checkpoint": dict(self.last_checkpoint),
+            "checkpoints_written": self.checkpoint_counts["written"],
+            "checkpoints_failed": self.checkpoint_counts["failed"],
+            "checkpoint_seconds_total": self.checkpoint_counts["seconds"],
             "recovery_mode": self.recovery.mode,
             "recovery_records": self.recovery.records,
             "recovery_transactions": self.replayed_transactions,

@@ -16,6 +16,8 @@ from ..storage.meta import META_NAME
 from ..wal.reader import RECOVERY_MODES
 from .database_dir import data_dir, open_database
 from .exit_codes import CHECK_FAILED, OK, CommandError, CommandParser
+from .server_client import server_address
+from .server_commands import print_server_stats
 
 if TYPE_CHECKING:
     _Subparsers = argparse._SubParsersAction[CommandParser]
@@ -38,10 +40,14 @@ def add_init_command(subparsers: _Subparsers, common: CommandParser) -> None:
 def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
     """Register ``stats``, ``check``, ``recover`` and ``checkpoint``."""
     stats = subparsers.add_parser(
-        "stats", parents=[common], help="print counters and state as JSON",
+        "stats", parents=[common], help="print counters and state",
         description="Open the database read-only (so it works while another process "
                     "writes it) and print its stats as a JSON object. The recovery_* "
-                    "fields describe the WAL replay of this open.")
+                    "fields describe the WAL replay of this open. With --server, print "
+                    "the server's figures (rates and latency percentiles over the interval "
+                    "since the previous snapshot), all of them with --json.")
+    stats.add_argument("--json", action="store_true",
+                       help="with --server: print the whole document as JSON")
     stats.set_defaults(run=run_stats)
 
     checkpoint = subparsers.add_parser(
@@ -97,7 +103,11 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    """``coldb stats``."""
+    """``coldb stats [--json]``."""
+    address = server_address(args)
+    if address is not None:
+        print_server_stats(address, args.json)
+        return OK
     with open_database(args, readonly=True) as db:
         stats = db.stats()
     print(json.dumps(stats, indent=2))

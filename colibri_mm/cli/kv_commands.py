@@ -1,20 +1,27 @@
-"""``coldb put``, ``get``, ``delete`` and ``scan``: key/value access to a local database.
+"""``coldb put``, ``get``, ``delete`` and ``scan``: key/value access to a local
+database, or to a running server with ``--server HOST:PORT``.
 
-Reads (``get``, ``scan``) open the database read-only, so they work while another
-process writes it; writes (``put``, ``delete``) take the write lock for one commit.
+Locally, reads (``get``, ``scan``) open the database read-only, so they work while
+another process writes it; writes (``put``, ``delete``) take the write lock for one
+commit. Against a server they are the Redis commands SET, GET, DEL and SCAN (with
+MGET for the values), so a remote scan is not one snapshot: keys changed while it
+runs may show either value, as with Redis.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .byte_text import HELP as RENDERING_HELP
 from .byte_text import argument_bytes, render
 from .database_dir import open_database
 from .exit_codes import NOT_FOUND, OK, CommandError, CommandParser, UsageError
+from .server_client import ServerClient, server_address, server_session
 
 if TYPE_CHECKING:
     _Subparsers = argparse._SubParsersAction[CommandParser]
@@ -82,6 +89,11 @@ def run_put(args: argparse.Namespace) -> int:
     key = argument_bytes(args.key)
     value = argument_bytes(args.value) if args.value is not None else \
         _read_value_file(args.value_file)
+    address = server_address(args)
+    if address is not None:
+        with server_session(address) as client:
+            client.set(key, value)
+        return OK
     with open_database(args, readonly=False) as db:
         db.kv.put(key, value)
     return OK
@@ -100,8 +112,13 @@ def _read_value_file(path: str) -> bytes:
 def run_get(args: argparse.Namespace) -> int:
     """``coldb get KEY [--raw]``."""
     key = argument_bytes(args.key)
-    with open_database(args, readonly=True) as db:
-        value = db.kv.get(key)
+    address = server_address(args)
+    if address is not None:
+        with server_session(address) as client:
+            value = client.get(key)
+    else:
+        with open_database(args, readonly=True) as db:
+            value = db.kv.get(key)
     if value is None:
         raise CommandError(f"key not found: {render(key)}", NOT_FOUND)
     if args.raw:
@@ -116,11 +133,16 @@ def run_get(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     """``coldb delete KEY``."""
     key = argument_bytes(args.key)
-    with open_database(args, readonly=False) as db, db.transaction() as tx:
-        # Checked first so that deleting a missing key commits nothing.
-        existed = tx.kv.get(key) is not None
-        if existed:
-            tx.kv.delete(key)
+    address = server_address(args)
+    if address is not None:
+        with server_session(address) as client:
+            existed = bool(client.delete(key))
+    else:
+        with open_database(args, readonly=False) as db, db.transaction() as tx:
+            # Checked first so that deleting a missing key commits nothing.
+            existed = tx.kv.get(key) is not None
+            if existed:
+                tx.kv.delete(key)
     print(1 if existed else 0)
     return OK if existed else NOT_FOUND
 
@@ -128,8 +150,42 @@ def run_delete(args: argparse.Namespace) -> int:
 def run_scan(args: argparse.Namespace) -> int:
     """``coldb scan [--prefix P] [--start S] [--end E] [--limit N]``."""
     start, end, prefix = map(_optional_bytes, (args.start, args.end, args.prefix))
+    address = server_address(args)
+    if address is not None:
+        with server_session(address) as client:
+            pairs = _remote_pairs(client, start, end, prefix)
+            for key, value in itertools.islice(pairs, args.limit):
+                print(f"{render(key)}\t{render(value)}")
+        return OK
     with open_database(args, readonly=True) as db, db.snapshot() as snap:
         pairs = snap.kv.scan(start, end, prefix)
         for key, value in itertools.islice(pairs, args.limit):
             print(f"{render(key)}\t{render(value)}")
     return OK
+
+
+SCAN_COUNT = 1000
+"""Keys asked for per SCAN call of a remote scan."""
+
+
+def _remote_pairs(client: ServerClient, start: bytes | None, end: bytes | None,
+                  prefix: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+    """Pairs in key order from SCAN (``prefix`` as a MATCH pattern) and MGET; a key
+    deleted between the two is skipped. The server's SCAN returns keys in order, so
+    the range is cut here without sorting."""
+    match = None if prefix is None else glob_escape(prefix) + b"*"
+    cursor = b"0"
+    while True:
+        cursor, keys = client.scan(cursor, match, SCAN_COUNT)
+        keys = [k for k in keys if (start is None or k >= start) and (end is None or k < end)]
+        if keys:
+            for key, value in zip(keys, client.mget(keys), strict=True):
+                if value is not None:
+                    yield key, value
+        if cursor == b"0":
+            return
+
+
+def glob_escape(text: bytes) -> bytes:
+    """``text`` with the Redis glob characters (``*?[]\\``) escaped."""
+    return re.sub(rb"([*?\[\]\\])", rb"\\\1", text)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ConfigError, Error
-from . import admin_commands, config_commands, kv_commands, table_commands
+from . import admin_commands, config_commands, kv_commands, server_commands, table_commands
 from .database_dir import add_data_dir_option
 from .exit_codes import (
     BROKEN_PIPE,
@@ -30,6 +30,7 @@ from .exit_codes import (
     CommandError,
     CommandParser,
 )
+from .server_client import add_server_option
 
 DESCRIPTION = """\
 Operate colibri-mm databases in a local directory, named by --data-dir (before
@@ -51,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"coldb {__version__}")
     add_data_dir_option(parser, default=None)
+    add_server_option(parser, default=None)
     common = CommandParser(add_help=False)
     add_data_dir_option(common, default=argparse.SUPPRESS)
+    add_server_option(common, default=argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                                        parser_class=CommandParser)
     admin_commands.add_init_command(subparsers, common)
@@ -60,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     table_commands.add_commands(subparsers, common)
     admin_commands.add_commands(subparsers, common)
     config_commands.add_commands(subparsers, common)
+    server_commands.add_commands(subparsers, common)
     for command in subparsers.choices.values():
         command.set_defaults(parser=command)
     return parser
