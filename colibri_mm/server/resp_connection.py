@@ -43,7 +43,6 @@ from .resp_protocol import (
     OK,
     QUEUED,
     ErrorReply,
-    ProtocolError,
     Reply,
     RequestReader,
     encode_reply,
@@ -104,7 +103,6 @@ class RespConnection(asyncio.Protocol):
         """Names of the commands whose replies are awaited (None: not waiting)."""
         self._started = 0.0
         self._closing = False
-        self._violation: str | None = None
         self._eof = False
         self._draining = False
         self._write_paused = False
@@ -140,10 +138,7 @@ class RespConnection(asyncio.Protocol):
             return
         self.session.last_active = time.monotonic()
         self._server.counters.net_input_bytes += len(data)
-        try:
-            self._requests.extend(self._reader.feed(data))
-        except ProtocolError as e:
-            self._violation = str(e)
+        self._requests.extend(self._reader.feed(data))
         self._update_reading()
         if self._waiting_for is None:
             self._run([])
@@ -218,8 +213,8 @@ class RespConnection(asyncio.Protocol):
         if transport is None:
             return
         if self._waiting_for is None and not self._requests and not self._closing:
-            if self._violation is not None:
-                out.append(encode_reply(ErrorReply(f"ERR Protocol error: {self._violation}"),
+            if self._reader.violation is not None:
+                out.append(encode_reply(ErrorReply(f"ERR Protocol error: {self._reader.violation}"),
                                         self.session.protocol))
                 self._log_violation()
                 self._closing = True
@@ -362,7 +357,7 @@ class RespConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         wanted = not (self._closing or self._draining or self._eof or self._write_paused or
-                      self._violation is not None or
+                      self._reader.violation is not None or
                       len(self._requests) >= MAX_QUEUED_REQUESTS)
         if wanted != self._reading:
             self._reading = wanted
@@ -376,7 +371,7 @@ class RespConnection(asyncio.Protocol):
             log.info("client %d sent an invalid request; closing", self.session.client_id)
         else:
             log.info("client %d sent an invalid request (%s); closing",
-                     self.session.client_id, self._violation)
+                     self.session.client_id, self._reader.violation)
 
     # -- MULTI, EXEC, WATCH ----------------------------------------------------------
 

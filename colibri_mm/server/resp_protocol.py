@@ -106,11 +106,6 @@ def _one_line(text: str) -> bytes:
     return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
 
 
-class ProtocolError(Exception):
-    """The client sent something that is not a valid request; the connection replies
-    ``-ERR Protocol error: <message>`` and closes."""
-
-
 class RequestReader:
     """Splits a client's byte stream into requests (lists of bulk-string arguments).
 
@@ -120,20 +115,26 @@ class RequestReader:
         Largest request accepted. The bytes fed since the last complete request are
         counted, so a request announcing a huge bulk (or a huge array of small ones)
         is refused once this many bytes have arrived, not after buffering it all.
+
+    Attributes
+    ----------
+    violation
+        Why the stream is not valid RESP requests (None: it is so far). Once set,
+        nothing more is read; the connection replies ``-ERR Protocol error: ...``
+        and closes.
     """
 
     def __init__(self, max_request_bytes: int) -> None:
         self._reader = hiredis.Reader()
         self._max_request_bytes = max_request_bytes
         self._partial_bytes = 0
+        self.violation: str | None = None
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        """Add ``data``; return the requests it completes (empty requests skipped).
-
-        Raises :class:`ProtocolError` for anything not a request, or once the
-        request being received exceeds ``max_request_bytes``. Requests completed
-        before the violation are lost with the connection.
-        """
+        """Add ``data``; return the requests it completes (empty requests skipped),
+        up to a violation if there is one."""
+        if self.violation is not None:
+            return []
         self._partial_bytes += len(data)
         self._reader.feed(data)
         requests: list[list[bytes]] = []
@@ -143,15 +144,17 @@ class RequestReader:
                     continue  # *0 or *-1: Redis ignores them too
                 if type(request) is not list or \
                         not all(type(argument) is bytes for argument in request):
-                    raise ProtocolError("expected an array of bulk strings")
+                    self.violation = "expected an array of bulk strings"
+                    return requests
                 requests.append(request)
         except hiredis.ProtocolError as e:
-            raise ProtocolError(str(e)) from None
+            self.violation = str(e)
+            return requests
         if requests:
             # What remains buffered is the start of the next request (hiredis keeps
             # under 1 KiB of consumed bytes besides).
             self._partial_bytes = self._reader.len()
         if self._partial_bytes > self._max_request_bytes:
-            raise ProtocolError(
-                f"request larger than max_request_bytes ({self._max_request_bytes} bytes)")
+            self.violation = \
+                f"request larger than max_request_bytes ({self._max_request_bytes} bytes)"
         return requests
