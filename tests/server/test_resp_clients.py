@@ -27,12 +27,6 @@ CHILD = Path(__file__).with_name("resp_server_child.py")
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[cm.Database]:
-    with cm.connect(tmp_path / "db", create=True, durability="full") as database:
-        yield database
-
-
-@pytest.fixture
 def server(db: cm.Database) -> Iterator[ServerThread]:
     with serve(db) as running:
         yield running

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -14,12 +13,6 @@ from resp_server_thread import RawClient, ServerThread, serve
 import colibri_mm as cm
 
 WRONGPASS = "-WRONGPASS invalid username-password pair or user is disabled."
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[cm.Database]:
-    with cm.connect(tmp_path / "db", create=True, durability="full") as database:
-        yield database
 
 
 @pytest.fixture
