@@ -3,6 +3,7 @@ MULTI/EXEC, WATCH, errors and limits."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -339,3 +340,19 @@ def test_observer_sees_every_command(db: cm.Database) -> None:
         with pytest.raises(redis.ResponseError):
             r.execute_command("NOSUCH")
     assert ("set", None) in seen and ("get", None) in seen and ("unknown", "ERR") in seen
+
+
+def test_shutdown_and_stats_document(db: cm.Database) -> None:
+    requested: list[bool] = []
+    with serve(db, on_shutdown=lambda: requested.append(True)) as running:
+        with RawClient(running.port) as raw:
+            document = json.loads(raw.call(b"COLDB.STATS"))
+            assert document["server"]["port"] == running.port
+            assert "wal_commits" in document["database"]
+            assert raw.call(b"SHUTDOWN", b"BOGUS") == "-ERR syntax error"
+            assert raw.call(b"SHUTDOWN") == b"OK"
+            assert raw.closed_by_server()
+        running.call(lambda: None)  # the loop ran the shutdown callback before this
+        assert requested == [True]
+    with serve(db) as running, RawClient(running.port) as raw:
+        assert raw.call(b"SHUTDOWN") == "-ERR SHUTDOWN is not available on this server"
