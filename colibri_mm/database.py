@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from .arrow.importer import ImportResult, import_arrow
 from .arrow.parquet import PathLike, import_parquet
+from .backup import BackupManifest, backup
 from .checkpoint import Checkpointer
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
 from .kernels.merge import Entries
@@ -660,6 +661,15 @@ class Database:
         return {"runs": len(runs), "run_pages": sum(r.extent.count for r in runs),
                 "run_entries": sum(len(r) for r in runs), "extents": extents,
                 "extent_pages": extent_pages}
+
+    def backup(self, target: str | os.PathLike[str], *,
+               progress: bool = False) -> BackupManifest:
+        """Copy the database to ``target`` (a new directory, or a ``.tar.gz`` file)
+        while writers keep committing: a consistent online backup of every commit
+        written when it starts, with a manifest of CRC-32Cs. Needs the database open
+        for writing. See :func:`colibri_mm.backup.backup` and ``docs/OPERATIONS.md``.
+        """
+        return backup(self, target, progress=progress)
 
     # -- the rest ------------------------------------------------------------------
 

@@ -80,3 +80,9 @@ class DurabilityError(Error):
 
 class ConfigError(Error, ValueError):
     """An option or configuration value is invalid (the message names it)."""
+
+
+class BackupError(Error):
+    """A backup cannot be taken or restored as asked: the target exists or is not
+    empty, or the source is not a colibri-mm backup (damage to a backup's files is
+    a :class:`CorruptionError` naming the file)."""

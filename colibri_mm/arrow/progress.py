@@ -10,13 +10,15 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Counts rows and bytes; draws a bar when ``enabled`` (else only counts)."""
+    """Counts rows and bytes; draws a bar when ``enabled`` (else only counts). The bar
+    counts rows, or bytes with ``unit="B"`` (then ``add(nbytes, nbytes)``)."""
 
-    def __init__(self, what: str, total_rows: int | None, enabled: bool) -> None:
+    def __init__(self, what: str, total_rows: int | None, enabled: bool,
+                 unit: str = " rows") -> None:
         self.rows = 0
         self.bytes = 0
         self._started = time.perf_counter()
-        self._bar = tqdm(total=total_rows, unit=" rows", unit_scale=True, desc=what,
+        self._bar = tqdm(total=total_rows, unit=unit, unit_scale=True, desc=what,
                          dynamic_ncols=True, smoothing=0.1) if enabled else None
 
     def add(self, rows: int, nbytes: int) -> None:

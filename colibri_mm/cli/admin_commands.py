@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import colibri_mm as cm
 
+from ..check import check_database
 from ..errors import CorruptionError
 from ..storage.meta import META_NAME
 from ..wal.reader import RECOVERY_MODES
@@ -58,12 +60,16 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
     checkpoint.set_defaults(run=run_checkpoint)
 
     check = subparsers.add_parser(
-        "check", parents=[common], help="verify the meta, the data pages and the WAL",
+        "check", parents=[common], help="verify every checksum and structural invariant",
         description="Open the database read-only, replay the WAL after the checkpoint "
                     "with absolute recovery and verify every page of the checkpoint: the "
                     "meta file, every data page and every WAL record must pass their "
-                    "checksums and structural checks. Exits 0 when clean and 1 (with the "
-                    "file and offset) when damaged. A WAL tail torn by a crash also fails "
+                    "checksums and structural checks. Then check the invariants: extents "
+                    "inside the data file and not overlapping, free space apart from what "
+                    "is in use, runs in key order, commits in CSN order, and per table its "
+                    "row counts and every index entry against the rows (one line per "
+                    "table). Exits 0 when clean and 1 (with the file and offset, or the "
+                    "problems) when damaged. A WAL tail torn by a crash also fails "
                     "until `coldb recover` repairs it; run check while no process writes "
                     "the database, or a commit in progress may look torn.")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -120,10 +126,25 @@ def run_check(args: argparse.Namespace) -> int:
         db = open_database(args, readonly=True, recovery="absolute")
         with db:
             report = _recovery_report(db)
-            report.update(db.verify())
+            checked = check_database(db)
     except CorruptionError as e:
         raise CommandError(f"check failed: {e}", CHECK_FAILED) from None
-    _print_report(report, "check passed", args.json)
+    report.update(checked.checksums)
+    report.update(data_pages=checked.data_pages, free_pages=checked.free_pages,
+                  extents_in_use=checked.extents_in_use,
+                  tables=[asdict(table) for table in checked.tables],
+                  problems=checked.all_problems)
+    if checked.ok:
+        _print_report(report, "check passed", args.json)
+    elif args.json:
+        print(json.dumps(report, indent=2))
+    if not args.json:
+        for table in checked.tables:
+            print(f"table {table.name}: {table.rows} rows, {table.chunks} chunks "
+                  f"({table.extents} extents), {table.index_entries} index entries, "
+                  f"{len(table.problems) or 'no'} problems")
+    if not checked.ok:
+        raise CommandError("check failed: " + "; ".join(checked.all_problems), CHECK_FAILED)
     return OK
 
 

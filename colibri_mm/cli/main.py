@@ -4,7 +4,8 @@ every failure into an exit status and a one-line reason.
 The commands work on a local database directory (``--data-dir`` or
 ``COLIBRI_DATA_DIR``); they are defined in :mod:`.kv_commands` (keys and values),
 :mod:`.table_commands` (tables, import and export; ``--where`` is parsed by
-:mod:`.where`), :mod:`.admin_commands` and :mod:`.config_commands` (the server's
+:mod:`.where`), :mod:`.admin_commands`, :mod:`.backup_commands` (backup, restore,
+verify-backup) and :mod:`.config_commands` (the server's
 configuration file), and the exit statuses in :mod:`.exit_codes`.
 """
 
@@ -18,7 +19,14 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ConfigError, Error
-from . import admin_commands, config_commands, kv_commands, server_commands, table_commands
+from . import (
+    admin_commands,
+    backup_commands,
+    config_commands,
+    kv_commands,
+    server_commands,
+    table_commands,
+)
 from .database_dir import add_data_dir_option
 from .exit_codes import (
     BROKEN_PIPE,
@@ -62,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     kv_commands.add_commands(subparsers, common)
     table_commands.add_commands(subparsers, common)
     admin_commands.add_commands(subparsers, common)
+    backup_commands.add_commands(subparsers, common)
     config_commands.add_commands(subparsers, common)
     server_commands.add_commands(subparsers, common)
     for command in subparsers.choices.values():

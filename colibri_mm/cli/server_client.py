@@ -92,12 +92,14 @@ class ServerClient:
 
 
 @contextmanager
-def server_session(address: tuple[str, int]) -> Iterator[ServerClient]:
-    """A connection to the server at ``address``; errors inside the block (cannot
-    connect, AUTH refused, an error reply) end the command with their reason."""
+def server_session(address: tuple[str, int],
+                   timeout: float = TIMEOUT_SECONDS) -> Iterator[ServerClient]:
+    """A connection to the server at ``address``, waiting up to ``timeout`` seconds
+    for an answer; errors inside the block (cannot connect, AUTH refused, an error
+    reply) end the command with their reason."""
     host, port = address
     client = redis.Redis(host=host, port=port, password=os.environ.get(ENV_PASSWORD) or None,
-                         socket_timeout=TIMEOUT_SECONDS,
+                         socket_timeout=timeout,
                          socket_connect_timeout=TIMEOUT_SECONDS, retry_on_timeout=False)
     where = f"coldb-server at {host}:{port}"
     try:
@@ -111,7 +113,7 @@ def server_session(address: tuple[str, int]) -> Iterator[ServerClient]:
             raise CommandError(f"{where} needs a password: set ${ENV_PASSWORD}") from None
         raise CommandError(f"cannot reach {where}: {e}") from None
     except redis.TimeoutError:
-        raise CommandError(f"{where} did not answer within {TIMEOUT_SECONDS:g} s") from None
+        raise CommandError(f"{where} did not answer within {timeout:g} s") from None
     except redis.ResponseError as e:
         raise CommandError(f"{where} answered: {e}") from None
     finally:
