@@ -27,7 +27,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..errors import Error
 from .resp_commands import (
@@ -119,12 +119,12 @@ class RespConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admit the client, or refuse it when the server is full."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
         if not self._server.admit(self):
-            transport.write(b"-ERR max number of clients reached\r\n")
+            self._transport.write(b"-ERR max number of clients reached\r\n")
             self._closing = True
-            transport.close()
+            self._transport.close()
             return
         self.session = Session(self._server.next_client_id(),
                                _address(transport.get_extra_info("peername")),
