@@ -27,7 +27,7 @@ import colibri_mm as cm
 from ..arrow.importer import MODES, ImportResult
 from ..arrow.parquet import replacing
 from ..errors import TableExistsError, TableNotFoundError
-from . import where
+from ..tables import where
 from .database_dir import open_database
 from .exit_codes import NOT_FOUND, OK, CommandError, CommandParser, UsageError
 

@@ -8,7 +8,7 @@ Arrow streams over gRPC (``pyarrow.flight``).
   (-1 when filtered: not counted in advance) and one endpoint with its ticket;
 - ``do_get``: the ticket is JSON ``{"table": name, "columns": [...] | null,
   "filter": "expr" | null}``; the filter is the language of ``coldb export
-  --where`` (:mod:`colibri_mm.cli.where`, parsed, never evaluated); rows stream from
+  --where`` (:mod:`colibri_mm.tables.where`, parsed, never evaluated); rows stream from
   a snapshot taken at the call, chunk by chunk;
 - ``do_put``: imports the stream with ``db.import_arrow`` in one transaction. The
   descriptor is a path ``[name]`` (mode ``create``) or a command, JSON
@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from ..cli import where
 from ..errors import Error, ReadOnlyError
+from ..tables import where
 from ..tables.table import Table
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class FlightRequestError(ValueError):
 @dataclass(frozen=True)
 class Query:
     """What a ticket asks for: rows of ``table``, only ``columns`` (None: all), where
-    ``filter`` (an expression of :mod:`colibri_mm.cli.where`; None: every row)."""
+    ``filter`` (an expression of :mod:`colibri_mm.tables.where`; None: every row)."""
 
     table: str
     columns: tuple[str, ...] | None = None

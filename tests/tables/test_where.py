@@ -1,4 +1,4 @@
-"""``coldb export --where``: the expression language of ``colibri_mm.cli.where``,
+"""``coldb export --where``: the expression language of ``colibri_mm.tables.where``,
 parsed into ``pyarrow.compute`` expressions and evaluated on real Arrow tables
 (against a reference evaluation with SQL's three-valued logic), and every
 unsupported form refused with a message naming it."""
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from colibri_mm.cli.where import WhereColumnError, WhereSyntaxError, parse
+from colibri_mm.tables.where import WhereColumnError, WhereSyntaxError, parse
 
 ROWS = pa.table({
     "id": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),

@@ -1,5 +1,5 @@
-"""The ``--where`` expressions of ``coldb``: a small language, parsed safely into a
-``pyarrow.compute`` expression.
+"""Row filters written as text (``coldb export --where``, Arrow Flight tickets): a
+small language, parsed safely into a ``pyarrow.compute`` expression.
 
 The text is parsed by Python's :mod:`ast` (never evaluated) and only these forms are
 accepted; anything else is an error naming the part that is not:
