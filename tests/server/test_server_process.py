@@ -61,6 +61,9 @@ def test_start_serve_and_stop_with_the_cli(tmp_path: Path) -> None:
     assert document["database"]["wal_commits"] >= 3
     assert document["server"]["connections"] >= 1
     assert "commits_per_second" in coldb("stats", "--server", server.address).stdout
+    top = coldb("top", "--count", "2", "--interval", "0.1", "--server", server.address)
+    assert top.returncode == 0, top.stderr
+    assert "TPS (commits/s)" in top.stdout and "connections" in top.stdout
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/readyz") as reply:
         assert reply.status == 200
 
