@@ -297,8 +297,8 @@ class SecuritySection(_Section):
                     "reply, throttling password guessing.")
     tls_cert: FilePath = Field(
         default=None,
-        description="PEM certificate chain file; with tls_key, the RESP and HTTP "
-                    "listeners speak TLS. Both or neither.")
+        description="PEM certificate chain file; with tls_key, the RESP, HTTP and Flight "
+                    "listeners speak TLS (Flight as grpc+tls). Both or neither.")
     tls_key: FilePath = Field(
         default=None,
         description="PEM private key file of tls_cert. Both or neither.")
