@@ -45,9 +45,21 @@ pytest: $(STAMP_DEV)
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/kernels
 
+# redis-server, the anchor of perf/bench_server.py: Debian's package, installed when
+# missing (as .ci/run installs redis-tools). If it cannot be had, the bench says so and
+# reports our figures without a ratio.
+REDIS_SERVER := /usr/bin/redis-server
+
 ## make perf: run the benchmarks against their anchors and rewrite perf/RESULTS.md
-perf: $(STAMP_DEV)
+perf: $(STAMP_DEV) | $(REDIS_SERVER)
 	$(BIN)/python -m perf.run
+
+$(REDIS_SERVER):
+	@apt_get="apt-get"; [ "$$(id -u)" = 0 ] || apt_get="sudo apt-get"; \
+	$$apt_get install -y --no-install-recommends redis-server >/dev/null || \
+	{ $$apt_get update >/dev/null && \
+	  $$apt_get install -y --no-install-recommends redis-server >/dev/null; } || \
+	echo "make perf: redis-server could not be installed; bench_server runs without it"
 
 # Numba invalidates a cached kernel only when its own file changes, not when a
 # kernel it calls in another file does: after editing kernels/, `make clean-cache`.
