@@ -83,19 +83,20 @@ def _shift_tables(n_bytes: int) -> npt.NDArray[np.uint32]:
     return tables
 
 
-def _slicing_tables() -> npt.NDArray[np.uint32]:
-    """The eight 256-entry tables of the slicing-by-8 software kernel."""
+def slicing_tables(polynomial: int) -> npt.NDArray[np.uint32]:
+    """The eight 256-entry tables of the slicing-by-8 software kernel for a reflected
+    ``polynomial`` (this module's, or another CRC-32's)."""
     tables = np.empty((8, 256), np.uint32)
     crc = np.arange(256, dtype=np.uint32)
     for _ in range(8):
-        crc = np.where(crc & 1, (crc >> 1) ^ np.uint32(POLYNOMIAL), crc >> 1).astype(np.uint32)
+        crc = np.where(crc & 1, (crc >> 1) ^ np.uint32(polynomial), crc >> 1).astype(np.uint32)
     tables[0] = crc
     for k in range(1, 8):
         tables[k] = (tables[k - 1] >> 8) ^ tables[0][tables[k - 1] & 0xFF]
     return tables
 
 
-_SLICING = _slicing_tables()
+_SLICING = slicing_tables(POLYNOMIAL)
 _SHIFT_BLOCK = _shift_tables(STREAM_BLOCK)
 
 
@@ -143,10 +144,10 @@ def _register_hardware(register: np.uint64, data: ByteArray, start: np.uint64,
 
 
 @kernel
-def _register_software(register: np.uint64, data: ByteArray, start: np.uint64,
-                       end: np.uint64) -> np.uint64:
-    """Raw register after feeding ``data[start:end]``, slicing-by-8 tables."""
-    t = _SLICING
+def register_sliced(register: np.uint64, data: ByteArray, start: np.uint64, end: np.uint64,
+                    t: npt.NDArray[np.uint32]) -> np.uint64:
+    """Raw register after feeding ``data[start:end]`` through the slicing-by-8 tables
+    ``t`` (:func:`slicing_tables`): any reflected CRC-32."""
     c = np.uint32(register)
     i = np.uint64(start)
     end = np.uint64(end)
@@ -177,7 +178,8 @@ def update(crc: np.uint32, data: ByteArray, start: np.uint64, end: np.uint64,
     if hardware:
         register = _register_hardware(register, data, np.uint64(start), np.uint64(end))
     else:
-        register = _register_software(register, data, np.uint64(start), np.uint64(end))
+        register = register_sliced(register, data, np.uint64(start), np.uint64(end),
+                                   _SLICING)
     return np.uint32(register) ^ np.uint32(0xFFFFFFFF)
 
 
@@ -234,6 +236,14 @@ def crc32c_pages(buf: Any, page_size: int, *,
 
     ``len(buf)`` must be a multiple of ``page_size``. Returns one uint32 per page.
     """
+    array, out = page_arrays(buf, page_size)
+    _pages(array, np.uint64(page_size), out, _use_hardware(implementation))
+    return out
+
+
+def page_arrays(buf: Any, page_size: int) -> tuple[ByteArray, npt.NDArray[np.uint32]]:
+    """Checked arguments of a per-page checksum: ``buf`` as bytes, and the output
+    array (one uint32 per page)."""
     if isinstance(page_size, bool) or not isinstance(page_size, int | np.integer):
         raise TypeError(f"page_size must be an int, not {type(page_size).__name__}")
     if page_size <= 0:
@@ -243,9 +253,7 @@ def crc32c_pages(buf: Any, page_size: int, *,
         raise ValueError(
             f"buffer of {array.size} bytes is not a whole number of {page_size}-byte pages"
         )
-    out = np.empty(array.size // page_size, dtype=np.uint32)
-    _pages(array, np.uint64(page_size), out, _use_hardware(implementation))
-    return out
+    return array, np.empty(array.size // page_size, dtype=np.uint32)
 
 
 @kernel

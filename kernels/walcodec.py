@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from crc32c import crc32c as _crc32c_c
 
+from . import crc32 as crc32_kernel
 from .buffers import ByteArray, as_uint8
 from .checksum import _use_hardware, crc32c, mask, unmask, update
 from .jit import kernel
@@ -44,6 +45,13 @@ BLOCK_SIZE: Final = 32768
 """Default block size in bytes."""
 MAX_BLOCK_SIZE: Final = 65536
 """Largest block whose fragment length still fits the u16 length field."""
+
+CHECKSUMS: Final = ("crc32c", "crc32")
+"""Checksums a fragment may carry: CRC-32C (format 1.x) or zlib's CRC-32 (format 0.9,
+read and migrated only)."""
+_CRC32C_SOFTWARE: Final = 0
+_CRC32C_HARDWARE: Final = 1
+_ZLIB_CRC32: Final = 2
 
 FULL: Final = 1
 FIRST: Final = 2
@@ -127,6 +135,16 @@ def _mask(crc: np.uint32) -> np.uint32:
 
 
 @kernel
+def _fragment_crc(seed: np.uint32, buf: ByteArray, start: np.uint64, end: np.uint64,
+                  algorithm: int) -> np.uint32:
+    """The checksum ``algorithm`` (one of the ``_CRC32C_*``/``_ZLIB_CRC32`` codes) of
+    ``buf[start:end]`` continuing from ``seed``."""
+    if algorithm == _ZLIB_CRC32:
+        return crc32_kernel.update(seed, buf, start, end)
+    return update(seed, buf, start, end, algorithm == _CRC32C_HARDWARE)
+
+
+@kernel
 def _encoded_size(offsets: npt.NDArray[np.int64], position: int,
                   block_size: int) -> int:
     pos = position
@@ -148,7 +166,7 @@ def _encoded_size(offsets: npt.NDArray[np.int64], position: int,
 @kernel
 def _encode(payload: ByteArray, offsets: npt.NDArray[np.int64],
             types: npt.NDArray[np.uint8], lsns: npt.NDArray[np.uint64], seed: np.uint32,
-            position: int, block_size: int, hardware: bool) -> ByteArray:
+            position: int, block_size: int, algorithm: int) -> ByteArray:
     out = np.empty(_encoded_size(offsets, position, block_size), np.uint8)
     o = 0
     pos = position
@@ -175,8 +193,8 @@ def _encode(payload: ByteArray, offsets: npt.NDArray[np.int64],
             out[o + 7] = types[r]
             _store_le(out, o + 8, lsns[r], 8)
             _copy(out, o + HEADER_SIZE, payload, start, take)
-            crc = update(seed, out, np.uint64(o + 4), np.uint64(o + HEADER_SIZE + take),
-                         hardware)
+            crc = _fragment_crc(seed, out, np.uint64(o + 4), np.uint64(o + HEADER_SIZE + take),
+                                algorithm)
             _store_le(out, o, np.uint64(_mask(crc)), 4)
             o += HEADER_SIZE + take
             pos += HEADER_SIZE + take
@@ -197,7 +215,7 @@ def _all_zero(buf: ByteArray, start: int, end: int) -> bool:
 
 @kernel
 def _decode(buf: ByteArray, seed: np.uint32, position: int, block_size: int,
-            hardware: bool, types: npt.NDArray[np.uint8], lsns: npt.NDArray[np.uint64],
+            algorithm: int, types: npt.NDArray[np.uint8], lsns: npt.NDArray[np.uint64],
             offsets: npt.NDArray[np.int64], starts: npt.NDArray[np.int64],
             payload: ByteArray) -> tuple[int, int, int, int]:
     """Returns (records, end, status, error_offset); fills the output arrays."""
@@ -232,7 +250,8 @@ def _decode(buf: ByteArray, seed: np.uint32, position: int, block_size: int,
         if i + HEADER_SIZE + length > n:
             return count, end, 2, record_start if open_record else i
         stored = np.uint32(_load_le(buf, i, 4))
-        crc = update(seed, buf, np.uint64(i + 4), np.uint64(i + HEADER_SIZE + length), hardware)
+        crc = _fragment_crc(seed, buf, np.uint64(i + 4), np.uint64(i + HEADER_SIZE + length),
+                            algorithm)
         if _mask(crc) != stored:
             return count, end, 3, i
         kind = buf[i + 6]
@@ -263,10 +282,22 @@ def _decode(buf: ByteArray, seed: np.uint32, position: int, block_size: int,
 
 
 @functools.lru_cache(maxsize=64)
-def _segment_seed(segment: int) -> np.uint32:
+def _segment_seed(segment: int, checksum: str = "crc32c") -> np.uint32:
     if not 0 <= segment < 2**64:
         raise ValueError(f"segment number must be in [0, 2**64), got {segment}")
-    return np.uint32(crc32c(np.array([segment], dtype="<u8")))
+    number = np.array([segment], dtype="<u8")
+    if checksum == "crc32":
+        return np.uint32(crc32_kernel.crc32(number))
+    return np.uint32(crc32c(number))
+
+
+def _algorithm(checksum: str, implementation: str | None) -> int:
+    """The kernels' code for ``checksum`` (``implementation``: of CRC-32C)."""
+    if checksum == "crc32":
+        return _ZLIB_CRC32
+    if checksum != "crc32c":
+        raise ValueError(f"unknown WAL checksum {checksum!r}; expected one of {CHECKSUMS}")
+    return _CRC32C_HARDWARE if _use_hardware(implementation) else _CRC32C_SOFTWARE
 
 
 def _check_block(position: int, block_size: int) -> None:
@@ -303,14 +334,14 @@ class SegmentFramer:
         self.segment = segment
         self.block_size = block_size
         self._seed = _segment_seed(segment)
-        self._hardware = _use_hardware(implementation)
+        self._algorithm = _algorithm("crc32c", implementation)
 
     def encode(self, payload: ByteArray, offsets: npt.NDArray[np.int64],
                types: npt.NDArray[np.uint8], first_lsn: int, position: int) -> ByteArray:
         """Frame records with LSNs ``first_lsn, first_lsn + 1, ...`` for ``position``."""
         lsns = np.arange(first_lsn, first_lsn + types.size, dtype=np.uint64)
         return _encode(payload, offsets, types, lsns, self._seed, position, self.block_size,
-                       self._hardware)
+                       self._algorithm)
 
     def encode_small(self, records: list[tuple[int, bytes]], first_lsn: int,
                      position: int) -> bytes | None:
@@ -338,13 +369,14 @@ class SegmentFramer:
 
 def encode(payload: Any, offsets: Any, types: Any, lsns: Any, *, segment: int,
            position: int = 0, block_size: int = BLOCK_SIZE,
-           implementation: str | None = None) -> ByteArray:
+           implementation: str | None = None, checksum: str = "crc32c") -> ByteArray:
     """Frame a batch of records for byte ``position`` of WAL segment ``segment``.
 
     Record i has payload ``payload[offsets[i]:offsets[i+1]]``, type ``types[i]``
     (1..255) and LSN ``lsns[i]``. Returns the bytes to write at ``position``: one
     contiguous buffer, block trailers included. Everything is checked before any byte
-    is produced: a bad argument raises ``ValueError`` naming it.
+    is produced: a bad argument raises ``ValueError`` naming it. ``checksum``: one
+    of :data:`CHECKSUMS` (the format's; ``implementation`` chooses CRC-32C's).
     """
     _check_block(position, block_size)
     data = as_uint8(payload)
@@ -363,19 +395,20 @@ def encode(payload: Any, offsets: Any, types: Any, lsns: Any, *, segment: int,
         raise ValueError("record types must be in 1..255 (0 is reserved)")
     if n and lsn.dtype.kind == "i" and lsn.min() < 0:
         raise ValueError("LSNs must be non-negative")
-    return _encode(data, o, t.astype(np.uint8), lsn.astype(np.uint64), _segment_seed(segment),
-                   position, block_size, _use_hardware(implementation))
+    return _encode(data, o, t.astype(np.uint8), lsn.astype(np.uint64),
+                   _segment_seed(segment, checksum), position, block_size,
+                   _algorithm(checksum, implementation))
 
 
 def decode(buf: Any, *, segment: int, position: int = 0, block_size: int = BLOCK_SIZE,
-           implementation: str | None = None) -> DecodedRecords:
+           implementation: str | None = None, checksum: str = "crc32c") -> DecodedRecords:
     """Validate and split ``buf``, read from byte ``position`` of segment ``segment``.
 
     Decoding stops at the first fragment that is not a valid continuation and reports
     why in ``status`` (a torn tail after a crash is ``TRUNCATED`` or ``UNWRITTEN``;
     ``CHECKSUM``, ``LENGTH`` and ``FRAGMENT`` are damage). Payloads are copied into
     one contiguous array, so records that span blocks come back whole; ``buf`` may be
-    released afterwards.
+    released afterwards. ``checksum``: as for :func:`encode`.
     """
     _check_block(position, block_size)
     data = as_uint8(buf)
@@ -386,8 +419,8 @@ def decode(buf: Any, *, segment: int, position: int = 0, block_size: int = BLOCK
     starts = np.empty(capacity, np.int64)
     payload = np.empty(data.size, np.uint8)
     count, end, status, error_offset = _decode(
-        data, _segment_seed(segment), position, block_size,
-        _use_hardware(implementation), types, lsns, offsets, starts, payload)
+        data, _segment_seed(segment, checksum), position, block_size,
+        _algorithm(checksum, implementation), types, lsns, offsets, starts, payload)
     return DecodedRecords(
         types=types[:count].copy(), lsns=lsns[:count].copy(),
         offsets=offsets[: count + 1].copy(), starts=starts[:count].copy(),
@@ -397,6 +430,6 @@ def decode(buf: Any, *, segment: int, position: int = 0, block_size: int = BLOCK
 
 
 __all__ = [
-    "BLOCK_SIZE", "FIRST", "FULL", "HEADER_SIZE", "LAST", "MIDDLE", "DecodeStatus",
+    "BLOCK_SIZE", "CHECKSUMS", "FIRST", "FULL", "HEADER_SIZE", "LAST", "MIDDLE", "DecodeStatus",
     "DecodedRecords", "SegmentFramer", "decode", "encode", "encoded_size", "mask", "unmask",
 ]

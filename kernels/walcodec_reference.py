@@ -1,7 +1,10 @@
 """Plain reference for :mod:`.walcodec`: the same framing written with ``struct`` and
-the ``crc32c`` package, one fragment at a time, straight from ``docs/FORMAT.md``."""
+the ``crc32c`` package (or ``zlib.crc32`` for format 0.9's checksum), one fragment at a
+time, straight from ``docs/FORMAT.md``."""
 
 import struct
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import crc32c as crc32c_package
@@ -15,14 +18,19 @@ def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _fragment_crc(segment: int, header_tail: bytes, payload: bytes) -> int:
-    crc = crc32c_package.crc32c(struct.pack("<Q", segment))
-    crc = crc32c_package.crc32c(header_tail, crc)
-    return _mask(crc32c_package.crc32c(payload, crc))
+CRC_FUNCTIONS: dict[str, Callable[[bytes, int], int]] = {
+    "crc32c": crc32c_package.crc32c, "crc32": zlib.crc32}
+
+
+def _fragment_crc(segment: int, header_tail: bytes, payload: bytes, checksum: str) -> int:
+    crc_of = CRC_FUNCTIONS[checksum]
+    crc = crc_of(struct.pack("<Q", segment), 0)
+    crc = crc_of(header_tail, crc)
+    return _mask(crc_of(payload, crc))
 
 
 def encode(records: list[tuple[int, int, bytes]], segment: int, position: int,
-           block_size: int) -> bytes:
+           block_size: int, checksum: str = "crc32c") -> bytes:
     """Frame ``(type, lsn, payload)`` records for ``position`` of ``segment``."""
     out = bytearray()
     pos = position
@@ -39,7 +47,7 @@ def encode(records: list[tuple[int, int, bytes]], segment: int, position: int,
             last = not rest
             kind = (FULL if last else FIRST) if first else (LAST if last else MIDDLE)
             tail = HEADER.pack(0, len(piece), kind, rtype, lsn)[4:]
-            out += struct.pack("<I", _fragment_crc(segment, tail, piece)) + tail + piece
+            out += struct.pack("<I", _fragment_crc(segment, tail, piece, checksum)) + tail + piece
             pos += HEADER.size + len(piece)
             first = False
             if last:
@@ -57,7 +65,8 @@ class Decoded:
     error_offset: int
 
 
-def decode(buf: bytes, segment: int, position: int, block_size: int) -> Decoded:
+def decode(buf: bytes, segment: int, position: int, block_size: int,
+           checksum: str = "crc32c") -> Decoded:
     """Split ``buf`` into records, stopping at the first bad fragment."""
     records: list[tuple[int, int, bytes, int]] = []
     i, end = 0, 0
@@ -86,7 +95,8 @@ def decode(buf: bytes, segment: int, position: int, block_size: int) -> Decoded:
         if i + HEADER.size + length > len(buf):
             return stop(TRUNCATED, current[2] if current else i)
         piece = bytes(buf[i + HEADER.size : i + HEADER.size + length])
-        if _fragment_crc(segment, bytes(buf[i + 4 : i + HEADER.size]), piece) != stored:
+        if _fragment_crc(segment, bytes(buf[i + 4 : i + HEADER.size]), piece,
+                         checksum) != stored:
             return stop(CHECKSUM, i)
         if rtype == 0 or kind not in (FULL, FIRST, MIDDLE, LAST):
             return stop(FRAGMENT, i)

@@ -98,6 +98,42 @@ def test_single_bit_flip_anywhere_is_never_accepted() -> None:
         assert [(t, lsn, p) for t, lsn, p, _ in decoded_tuples(d)] == records[: len(d)]
 
 
+@given(records=records_strategy, segment=st.integers(0, 2**64 - 1),
+       position=st.integers(0, 5000), block_size=st.sampled_from([32, 100, 256, 4096]))
+def test_format_0_9_crc32_framing_matches_reference(records: list[Record], segment: int,
+                                                    position: int, block_size: int) -> None:
+    payload, offsets, types, lsns = pack(records)
+    buf = walcodec.encode(payload, offsets, types, lsns, segment=segment, position=position,
+                          block_size=block_size, checksum="crc32").tobytes()
+    assert buf == ref.encode(records, segment, position, block_size, checksum="crc32")
+    d = walcodec.decode(buf, segment=segment, position=position, block_size=block_size,
+                        checksum="crc32")
+    assert d.status == DecodeStatus.OK
+    assert [(t, lsn, p) for t, lsn, p, _ in decoded_tuples(d)] == records
+    if records:
+        # A fragment of one checksum is damage to a reader of the other.
+        other = walcodec.decode(buf, segment=segment, position=position,
+                                block_size=block_size)
+        assert other.status == DecodeStatus.CHECKSUM
+
+
+def test_format_0_9_crc32_damage_like_the_reference() -> None:
+    records = [(1, 10, b"alpha" * 30), (2, 11, b""), (3, 12, bytes(range(256)) * 3)]
+    payload, offsets, types, lsns = pack(records)
+    buf = walcodec.encode(payload, offsets, types, lsns, segment=3, block_size=256,
+                          checksum="crc32").tobytes()
+    for at in range(0, len(buf), 13):
+        damaged = bytearray(buf)
+        damaged[at] ^= 0x04
+        got = walcodec.decode(bytes(damaged), segment=3, block_size=256, checksum="crc32")
+        want = ref.decode(bytes(damaged), 3, 0, 256, checksum="crc32")
+        assert decoded_tuples(got) == want.records
+        assert (int(got.status), got.end, got.error_offset) == \
+            (want.status, want.end, want.error_offset)
+    with pytest.raises(ValueError, match="unknown WAL checksum"):
+        walcodec.decode(buf, segment=3, checksum="adler32")
+
+
 def test_stale_bytes_of_a_recycled_segment_are_rejected() -> None:
     buf = encode([(1, 5, b"old record")], segment=41)
     d = walcodec.decode(buf, segment=42, block_size=256)
