@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 import os
+import secrets
+import threading
 import time
 from typing import Any
 
@@ -108,7 +112,9 @@ class Service:
             tls = None if security.tls_cert is None or security.tls_key is None else \
                 (security.tls_cert, security.tls_key)
             self.flight = await asyncio.to_thread(
-                FlightService, db, server.host, server.flight_port, password_check=check,
+                FlightService, db, server.host, server.flight_port,
+                password_check=None if check is None else
+                check.throttled(config.security.auth_failure_delay_ms / 1000),
                 readonly=options.readonly, tls=tls, observe_request=metrics.observe_request)
             self.flight.start()
         log.info("listening", extra=self.addresses())
@@ -195,11 +201,37 @@ class Service:
 
 
 class _PasswordCheck:
-    """Checks AUTH passwords against the configured PBKDF2 hash (deliberately slow:
-    callers run it off the event loop)."""
+    """Checks passwords against the configured PBKDF2 hash: deliberately slow (about
+    0.2 s; callers run it off the event loop), so a password that passed is
+    remembered as an HMAC under a key made at start and later compared in constant
+    time (Flight clients sending Basic credentials on every call pay the PBKDF2
+    once). Failures are never remembered; ``failure_delay`` seconds are slept after
+    each, for callers with no throttle of their own (Flight; the RESP server delays
+    failed AUTH replies itself)."""
 
-    def __init__(self, encoded: str) -> None:
+    def __init__(self, encoded: str, failure_delay: float = 0.0) -> None:
         self._encoded = encoded
+        self._failure_delay = failure_delay
+        self._key = secrets.token_bytes(32)
+        self._accepted: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def throttled(self, delay: float) -> _PasswordCheck:
+        """The same check, sleeping ``delay`` seconds after each failure."""
+        check = _PasswordCheck(self._encoded, delay)
+        check._key, check._accepted, check._lock = self._key, self._accepted, self._lock
+        return check
 
     def __call__(self, password: str) -> bool:
-        return verify_password(password, self._encoded)
+        mac = hmac.new(self._key, password.encode("utf-8", "surrogateescape"),
+                       hashlib.sha256).digest()
+        with self._lock:
+            known = any(hmac.compare_digest(mac, accepted) for accepted in self._accepted)
+        if known:
+            return True
+        if verify_password(password, self._encoded):
+            with self._lock:
+                self._accepted.add(mac)
+            return True
+        time.sleep(self._failure_delay)
+        return False

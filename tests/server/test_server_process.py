@@ -181,7 +181,7 @@ def test_cli_errors_without_a_reachable_server(tmp_path: Path) -> None:
 def test_auth_from_the_environment(tmp_path: Path) -> None:
     from colibri_mm.server.passwords import hash_password
 
-    config = write_config(tmp_path, security={
+    config = write_config(tmp_path, flight=True, security={
         "password_hash": hash_password("s3cret", iterations=100_000)})
     server = RunningServer(config)
     refused = coldb("get", "k", "--server", server.address)
@@ -190,4 +190,15 @@ def test_auth_from_the_environment(tmp_path: Path) -> None:
     assert wrong.returncode == 3 and "refused the password" in wrong.stderr
     ok = coldb("put", "k", "v", "--server", server.address, env={"COLIBRI_PASSWORD": "s3cret"})
     assert ok.returncode == 0, ok.stderr
+
+    from pyarrow import flight
+
+    client = flight.FlightClient(f"grpc://127.0.0.1:{server.config['server']['flight_port']}")
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(client.list_flights())
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        client.authenticate_basic_token("user", "wrong")
+    token = client.authenticate_basic_token("user", "s3cret")
+    options = flight.FlightCallOptions(headers=[token])
+    assert list(client.list_flights(options=options)) == []
     assert server.stop() == 0
