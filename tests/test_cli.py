@@ -5,50 +5,20 @@ rendering of keys and values."""
 import codecs
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from coldb_run import coldb, error, ok
 from hypothesis import given
 from hypothesis import strategies as st
 
 import colibri_mm as cm
 from colibri_mm.cli.byte_text import render
 
-COLDB = str(Path(sys.executable).parent / "coldb")
 RECORDS_OFFSET = 512
 """First record of a WAL segment (docs/FORMAT.md section 3)."""
 FRAGMENT_HEADER = 16
 """Bytes before a WAL record's payload; a flipped payload byte fails the record's CRC."""
-
-
-def coldb(*args: str | Path, data_dir: Path | None = None, stdin: bytes | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``coldb args`` (with ``--data-dir`` first if given); never a traceback."""
-    argv = [COLDB] + (["--data-dir", str(data_dir)] if data_dir is not None else [])
-    environment = {k: v for k, v in os.environ.items() if k != "COLIBRI_DATA_DIR"}
-    environment.update(env or {})
-    result = subprocess.run(argv + [str(a) for a in args], input=stdin, capture_output=True,
-                            env=environment, timeout=120)
-    assert b"Traceback" not in result.stderr, result.stderr.decode()
-    return result
-
-
-def ok(result: subprocess.CompletedProcess[bytes]) -> str:
-    """Standard output of a command that must have succeeded."""
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
-
-
-def error(result: subprocess.CompletedProcess[bytes], status: int) -> str:
-    """The one-line reason of a command that must have failed with ``status``."""
-    assert result.returncode == status, (result.returncode, result.stderr.decode())
-    lines = result.stderr.decode().splitlines()
-    assert lines[-1].startswith("coldb: error: "), lines
-    if status != 2:  # usage errors show the usage line first, as argparse does
-        assert len(lines) == 1, lines
-    return lines[-1]
 
 
 @pytest.fixture
