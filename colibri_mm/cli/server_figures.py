@@ -18,7 +18,8 @@ CONNECTIONS_WARN = 0.9
 
 
 def health_lines(document: dict[str, Any]) -> list[str]:
-    """One line per subsystem: name, ``ok`` or ``warn``, and the figures behind it."""
+    """One line per subsystem (server, WAL, checkpoint, disk, page cache,
+    transactions, connections): name, ``ok`` or ``warn``, and the figures behind it."""
     server, metrics, db = document["server"], document["metrics"], document["database"]
     rates = metrics["rates"]
     lines = [("server", "ok",
@@ -45,6 +46,12 @@ def health_lines(document: dict[str, Any]) -> list[str]:
         lines.append(("checkpoint", "ok",
                       f"#{db['checkpoint_id']} (none since start); "
                       f"{_bytes(db['kv_bytes_in_memory'])} changed since"))
+    disk = document["disk"]
+    low = disk["free_bytes"] < disk["warning_bytes"]
+    lines.append(("disk", "warn" if low else "ok",
+                  f"{_bytes(disk['free_bytes'])} free of {_bytes(disk['total_bytes'])}"
+                  + (f", under the warning threshold {_bytes(disk['warning_bytes'])}"
+                     if low else "")))
     lines.append(("page cache", "ok",
                   f"{_percent(metrics['page_cache_resident_ratio'])} of the data file "
                   f"resident, chunk cache hit rate "

@@ -249,6 +249,11 @@ class StorageSection(_Section):
         description="Bytes of keys and values changed since the last "
                     "checkpoint that trigger one: bounds the memory held by "
                     "changes not yet in the data file.")
+    free_space_warning_bytes: Annotated[int, _in_range(0)] = Field(
+        default=1 << 30,
+        description="coldb health says warn when the file system holding the "
+                    "database has less free space than this (0: never). Commits "
+                    "fail with DiskFullError when it is full.")
 
 
 class LoggingSection(_Section):

@@ -25,6 +25,7 @@ import ctypes
 import math
 import mmap
 import os
+import shutil
 import sys
 import threading
 import time
@@ -87,6 +88,7 @@ class DatabaseCollector:
         yield from self._checkpoints(stats)
         yield from self._caches(stats)
         yield from _process()
+        yield from _disk(self.database.path)
         if self.open_connections is not None:
             yield _gauge("colibri_connections", "Client connections open now.",
                          self.open_connections())
@@ -147,6 +149,10 @@ _ENGINE_COUNTERS = (
     ("wal_sync_seconds", "colibri_wal_sync_seconds", "Time spent in WAL fsyncs."),
     ("wal_segments_created", "colibri_wal_segments_created", "WAL segment files "
      "created."),
+    ("checkpoints_failed", "colibri_checkpoints_failed", "Checkpoints that failed since "
+     "the database was opened (the WAL keeps every commit; the next one retries)."),
+    ("checkpoint_seconds_total", "colibri_checkpoint_seconds", "Time spent writing "
+     "checkpoints since the database was opened."),
 )
 """db.stats() key, metric name (``_total`` is added), help."""
 _ENGINE_GAUGES = (
@@ -204,6 +210,19 @@ def _process() -> Iterator[Metric]:
                    "read from storage.", int(io["read_bytes"]))
     yield _counter("colibri_process_disk_written_bytes", "Bytes the process caused to be "
                    "written to storage.", int(io["write_bytes"]))
+
+
+def _disk(path: Path) -> Iterator[Metric]:
+    """Free and total bytes of the file system holding the database."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return
+    yield _gauge("colibri_disk_free_bytes", "Bytes free for the server on the file "
+                 "system holding the database (commits fail with DiskFullError at 0).",
+                 usage.free)
+    yield _gauge("colibri_disk_total_bytes", "Size of the file system holding the "
+                 "database.", usage.total)
 
 
 # -- page cache residency -------------------------------------------------------------

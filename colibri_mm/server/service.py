@@ -21,6 +21,7 @@ import hmac
 import logging
 import os
 import secrets
+import shutil
 import threading
 import time
 from typing import Any
@@ -141,7 +142,15 @@ class Service:
                        "ready": self.ready, "addresses": self.addresses()},
             "metrics": self.metrics.snapshot(),
             "database": self.database.stats(),
+            "disk": self._disk(),
         }
+
+    def _disk(self) -> dict[str, Any]:
+        """Free space where the database lives, and the warning threshold."""
+        assert self.database is not None
+        usage = shutil.disk_usage(self.database.path)
+        return {"free_bytes": usage.free, "total_bytes": usage.total,
+                "warning_bytes": self.config.storage.free_space_warning_bytes}
 
     def _connections(self) -> int:
         return 0 if self.resp is None else self.resp.connection_count

@@ -54,8 +54,10 @@ def test_start_serve_and_stop_with_the_cli(tmp_path: Path) -> None:
     health = coldb("health", "--server", server.address)
     assert health.returncode == 0, health.stderr
     names = [line.split("  ")[0].strip() for line in health.stdout.splitlines()]
-    assert names == ["server", "wal", "checkpoint", "page cache", "transactions",
+    assert names == ["server", "wal", "checkpoint", "disk", "page cache", "transactions",
                      "connections"]
+    assert all(line.split()[1 if not line.startswith("page") else 2] == "ok"
+               for line in health.stdout.splitlines() if not line.startswith("disk"))
     stats = coldb("stats", "--json", "--server", server.address)
     document = json.loads(stats.stdout)
     assert document["database"]["wal_commits"] >= 3
@@ -66,6 +68,10 @@ def test_start_serve_and_stop_with_the_cli(tmp_path: Path) -> None:
     assert "TPS (commits/s)" in top.stdout and "connections" in top.stdout
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/readyz") as reply:
         assert reply.status == 200
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics") as reply:
+        metrics = reply.read().decode()
+    assert "colibri_disk_free_bytes" in metrics and "colibri_checkpoints_failed_total" in metrics
 
     stopped = coldb("shutdown", "--server", server.address)
     assert (stopped.returncode, stopped.stdout) == (0, "stopped\n"), stopped.stderr
@@ -107,7 +113,7 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
 
 
 def test_flags_override_the_file_and_readonly_refuses_writes(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, storage={"free_space_warning_bytes": 1 << 62})
     first = RunningServer(config)
     redis.Redis(port=first.resp_port).set("kept", "yes")
     assert first.stop() == 0
@@ -117,6 +123,10 @@ def test_flags_override_the_file_and_readonly_refuses_writes(tmp_path: Path) -> 
     assert client.get("kept") == b"yes"
     with pytest.raises(redis.ReadOnlyError):
         client.set("k", "v")
+    health = coldb("health", "--server", f"127.0.0.1:{port}")
+    disk = next(line for line in health.stdout.splitlines() if line.startswith("disk"))
+    assert disk.split()[1] == "warn" and "under the warning threshold" in disk
+    assert "read-only" in health.stdout
     assert server.stop() == 0
 
 
