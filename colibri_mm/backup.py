@@ -2,7 +2,7 @@
 verifying such a copy.
 
 This module owns the backup's layout and its manifest (``docs/FORMAT.md`` section
-9). A backup is a database directory frozen at one commit, the LSN ``L``: the meta
+10). A backup is a database directory frozen at one commit, the LSN ``L``: the meta
 file, the data file's allocated pages, and the WAL segments from the checkpoint's
 first needed one up to ``L``, the last one cut just after ``L``'s record, plus
 ``manifest.json`` naming every file with its size and CRC-32C. Opening it replays
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("colibri_mm")
 MANIFEST_NAME = "manifest.json"
 BACKUP_FORMAT = 1
-"""Version of the backup layout and manifest (``docs/FORMAT.md`` section 9)."""
+"""Version of the backup layout and manifest (``docs/FORMAT.md`` section 10)."""
 COPY_BLOCK = 8 << 20
 """Bytes read and written per call while copying."""
 TAR_SUFFIXES = (".tar.gz", ".tgz")
@@ -66,6 +66,8 @@ WAL_DIR = "wal"
 _MEMBER = re.compile(rf"^(?:{re.escape(MANIFEST_NAME)}|{re.escape(META_NAME)}|"
                      rf"{re.escape(DATA_NAME)}|{WAL_DIR}/[0-9a-f]{{16}}\.wal)$")
 """Names a backup may hold (anything else in a tarball is refused, never extracted)."""
+_OWN_CRC_LINE = b'  "manifest_crc32c": '
+"""The manifest's last line but one: its CRC-32C covers every byte before this line."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class BackupFile:
 
 @dataclass(frozen=True)
 class BackupManifest:
-    """What ``manifest.json`` says about a backup (``docs/FORMAT.md`` section 9).
+    """What ``manifest.json`` says about a backup (``docs/FORMAT.md`` section 10).
 
     Attributes
     ----------
@@ -121,33 +123,46 @@ class BackupManifest:
         return sum(f.size for f in self.files)
 
     def encode(self) -> bytes:
-        """The manifest as written: UTF-8 JSON, keys in a fixed order, CRCs as 8
-        lower-case hex digits."""
+        """The manifest as written: UTF-8 JSON with two-space indents, keys in a fixed
+        order, CRCs as 8 lower-case hex digits, and last its own CRC-32C over every
+        byte before the line that holds it."""
         document: dict[str, Any] = {"backup_format": BACKUP_FORMAT}
         document.update(asdict(self))
         document["files"] = [{"path": f.path, "size": f.size, "crc32c": f"{f.crc32c:08x}"}
                              for f in self.files]
-        return (json.dumps(document, indent=2) + "\n").encode()
+        covered = json.dumps(document, indent=2).removesuffix("\n}").encode() + b",\n"
+        return covered + _OWN_CRC_LINE + f'"{crc32c(covered):08x}"\n}}\n'.encode()
 
     @classmethod
     def decode(cls, data: bytes, where: str) -> BackupManifest:
-        """Parse a manifest (:class:`BackupError` naming ``where`` if it is not one this
-        engine reads)."""
+        """Parse and check a manifest: :class:`CorruptionError` naming ``where`` if it
+        is damaged, :class:`BackupError` if it is of a backup format this engine does
+        not read."""
+        own_crc = data.rfind(b"\n" + _OWN_CRC_LINE)
         try:
             document = json.loads(data)
-            if document.get("backup_format") != BACKUP_FORMAT:
-                raise BackupError(f"{where}: backup format {document.get('backup_format')!r} "
-                                  f"is not {BACKUP_FORMAT}, the one this colibri-mm reads")
+            stored = int(document["manifest_crc32c"], 16)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptionError(f"{where} is damaged or not a colibri-mm backup manifest "
+                                  f"({type(e).__name__}: {e})", path=where) from None
+        if own_crc < 0 or stored != crc32c(data[: own_crc + 1]):
+            raise CorruptionError(f"{where} fails its own CRC-32C (manifest_crc32c)",
+                                  path=where)
+        if document.get("backup_format") != BACKUP_FORMAT:
+            raise BackupError(f"{where}: backup format {document.get('backup_format')!r} "
+                              f"is not {BACKUP_FORMAT}, the one this colibri-mm reads")
+        try:
             files = tuple(BackupFile(f["path"], int(f["size"]), int(f["crc32c"], 16))
                           for f in document["files"])
             fields = {k: document[k] for k in cls.__dataclass_fields__ if k != "files"}
             manifest = cls(**fields, files=files)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise BackupError(f"{where} is damaged or not a colibri-mm backup manifest "
-                              f"({type(e).__name__}: {e})") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptionError(f"{where} lacks a field or has a wrong one "
+                                  f"({type(e).__name__}: {e})", path=where) from None
         for file in manifest.files:
             if not _MEMBER.match(file.path) or file.path == MANIFEST_NAME:
-                raise BackupError(f"{where} names an unexpected file {file.path!r}")
+                raise CorruptionError(f"{where} names an unexpected file {file.path!r}",
+                                      path=where)
         return manifest
 
     def summary(self) -> dict[str, Any]:
