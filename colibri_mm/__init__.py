@@ -12,6 +12,7 @@ from .errors import (
     ConfigError,
     ConstraintError,
     CorruptionError,
+    DiskFullError,
     DurabilityError,
     Error,
     FormatVersionError,
@@ -27,7 +28,7 @@ from .transaction import Snapshot, Transaction
 
 __all__ = [
     "ClosedError", "ConfigError", "ConstraintError", "CorruptionError", "Database",
-    "DurabilityError", "Error", "FormatVersionError", "LimitError", "LockedError",
+    "DiskFullError", "DurabilityError", "Error", "FormatVersionError", "LimitError", "LockedError",
     "ReadOnlyError", "SchemaError", "Snapshot", "TableExistsError", "TableNotFoundError",
     "Transaction", "TransactionError", "__version__", "connect",
 ]

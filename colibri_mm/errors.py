@@ -78,6 +78,17 @@ class DurabilityError(Error):
     """
 
 
+class DiskFullError(DurabilityError):
+    """The file system holding the database is full (``ENOSPC``, or a quota).
+
+    Raised where the write failed. For the write-ahead log it is a
+    :class:`DurabilityError`: the commit is not acknowledged and the database must be
+    reopened once space is freed (nothing acknowledged is lost). An import or a
+    checkpoint that runs out of space is undone and the database goes on: the
+    import's transaction is aborted, the checkpoint's changes stay in the WAL.
+    """
+
+
 class ConfigError(Error, ValueError):
     """An option or configuration value is invalid (the message names it)."""
 
@@ -86,3 +97,8 @@ class BackupError(Error):
     """A backup cannot be taken or restored as asked: the target exists or is not
     empty, or the source is not a colibri-mm backup (damage to a backup's files is
     a :class:`CorruptionError` naming the file)."""
+
+
+class MigrationError(Error):
+    """A format migration or its rollback was refused (the message says why and what
+    to do); nothing was changed."""

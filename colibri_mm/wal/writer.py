@@ -23,6 +23,7 @@ database must be reopened; recovery then finds exactly the acknowledged commits.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ClosedError, DurabilityError
+from ..errors import ClosedError, DiskFullError, DurabilityError
 from ..kernels import walcodec
 from ..storage.files import File, FileSystem
 from .segment import RECORDS_OFFSET, SegmentHeader, segment_numbers, segment_path
@@ -139,6 +140,17 @@ class WalCounters:
     sync_seconds: float = 0.0
 
 
+def wal_failure(what: str, error: OSError) -> DurabilityError:
+    """The error that ends the WAL after ``error``: :class:`DiskFullError` when the
+    file system is full, else :class:`DurabilityError`."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"{what}: the file system is full ({error}); the commit is "
+                             "not durable: free space, then reopen the database (nothing "
+                             "acknowledged is lost)")
+    return DurabilityError(f"{what}: {error}; the commit is not durable and the database "
+                           "must be reopened")
+
+
 class WalWriter:
     """Appends framed records to the WAL of one database (see the module docstring)."""
 
@@ -208,7 +220,7 @@ class WalWriter:
 
     def _check_usable(self) -> None:
         if self._failure is not None:
-            raise DurabilityError(f"the write-ahead log failed earlier ({self._failure}); "
+            raise type(self._failure)(f"the write-ahead log failed earlier ({self._failure}); "
                                   "reopen the database")
         if self._closed:
             raise ClosedError("the write-ahead log is closed")
@@ -261,9 +273,7 @@ class WalWriter:
             try:
                 self._append(group)
             except OSError as e:
-                failure = DurabilityError(
-                    f"writing the WAL failed: {e}; the commit is not durable and the "
-                    "database must be reopened")
+                failure = wal_failure("writing the WAL failed", e)
                 self._failure = failure
         with self._cond:
             for ticket in group:
@@ -362,7 +372,7 @@ class WalWriter:
                     try:
                         self._sync_locked()
                     except OSError as e:
-                        self._failure = DurabilityError(f"syncing the WAL failed: {e}")
+                        self._failure = wal_failure("syncing the WAL failed", e)
 
     def flush(self) -> None:
         """Write every queued batch and sync (called with no commit able to queue more)."""
