@@ -237,6 +237,10 @@ COMMANDS: dict[bytes, CommandSpec] = {spec.name_bytes: spec for spec in [
     CommandSpec("coldb.stats", 1, ("loading", "stale"), 0, 0, 0, "server",
                 "The server's figures as a JSON document (what coldb stats reads)",
                 "0.1.0"),
+    CommandSpec("coldb.backup", 2, ("admin", "noscript", "loading", "stale", "no-multi"),
+                0, 0, 0, "server",
+                "Online backup to a path on the server's host (what coldb --server ... "
+                "backup sends)", "0.1.0"),
     CommandSpec("shutdown", -1, ("admin", "noscript", "loading", "stale", "no-multi"),
                 0, 0, 0, "server", "Stop the server gracefully", "1.0.0"),
     CommandSpec("multi", 1, ("no-multi", "fast", "loading", "stale"), 0, 0, 0,

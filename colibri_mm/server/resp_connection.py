@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from ..backup import backup_to
 from ..errors import Error
 from .resp_commands import (
     COMMANDS,
@@ -113,6 +114,7 @@ class RespConnection(asyncio.Protocol):
             "multi": self._multi, "exec": self._exec, "discard": self._discard,
             "watch": self._watch, "unwatch": self._unwatch, "shutdown": self._shutdown,
             "coldb.stats": self._stats,
+            "coldb.backup": self._backup,
         }
 
     # -- asyncio callbacks ---------------------------------------------------------
@@ -465,6 +467,20 @@ class RespConnection(asyncio.Protocol):
         def document(keys: SnapshotKeys) -> list[Reply]:
             return [json.dumps(self._server.stats_document(), default=str).encode()]
         return self._wait(self._in_thread(document), ["coldb.stats"])
+
+    def _backup(self, args: list[bytes]) -> Step:
+        """COLDB.BACKUP <path>: an online backup to a path on this host (a directory,
+        or a .tar.gz), in a worker thread; replies the manifest summary as JSON."""
+        path = args[1].decode("utf-8", "surrogateescape")
+        log.info("COLDB.BACKUP requested by client %d", self.session.client_id)
+
+        def run() -> list[Reply]:
+            try:
+                return [json.dumps(backup_to(self._server.db, path)).encode()]
+            except (Error, OSError) as e:
+                return [ErrorReply("ERR backup failed: " + " ".join(str(e).splitlines()))]
+        return self._wait(asyncio.get_running_loop().run_in_executor(None, run),
+                          ["coldb.backup"])
 
     def _auth(self, args: list[bytes]) -> Step:
         if len(args) > 3:

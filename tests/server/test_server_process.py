@@ -73,6 +73,9 @@ def test_start_serve_and_stop_with_the_cli(tmp_path: Path) -> None:
         metrics = reply.read().decode()
     assert "colibri_disk_free_bytes" in metrics and "colibri_checkpoints_failed_total" in metrics
 
+    backup = coldb("backup", "--output", str(tmp_path / "backup"), "--server", server.address)
+    assert backup.returncode == 0, backup.stderr
+
     stopped = coldb("shutdown", "--server", server.address)
     assert (stopped.returncode, stopped.stdout) == (0, "stopped\n"), stopped.stderr
     assert server.wait() == 0
@@ -80,6 +83,11 @@ def test_start_serve_and_stop_with_the_cli(tmp_path: Path) -> None:
     assert (last["msg"], last["clean"]) == ("stopped", True)
     with cm.connect(tmp_path / "data") as db:
         assert db.replayed_transactions == 0  # the stop checkpointed
+        assert db.kv.get("k2") == b"v2" and db.kv.get("k1") is None
+    restored = coldb("restore", "--from", str(tmp_path / "backup"), "--data-dir",
+                     str(tmp_path / "restored"))
+    assert restored.returncode == 0, restored.stderr
+    with cm.connect(tmp_path / "restored") as db:
         assert db.kv.get("k2") == b"v2" and db.kv.get("k1") is None
 
 
