@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest perf clean clean-cache
+.PHONY: run test lint typecheck pytest perf clean clean-cache dev audit audit-offline docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ run: $(STAMP_RUN)
 	$(BIN)/python scripts/demo.py
 
 ## make test: lint, type-check, then the whole pytest suite (JIT on, then kernels with JIT off)
-test: $(STAMP_DEV) lint typecheck pytest
+test: $(STAMP_DEV) lint typecheck audit-offline docs pytest
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check colibri_mm kernels tests perf scripts
@@ -44,6 +44,26 @@ typecheck: $(STAMP_DEV)
 pytest: $(STAMP_DEV)
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/kernels
+
+## make dev: create .venv with the dev extras (the tools of audit, docs and scripts/deploy.sh)
+dev: $(STAMP_DEV)
+
+## make audit: pip-audit (fails if its vulnerability service cannot be reached), bandit,
+## licences (scripts/audit.py; exceptions with reasons in audit/allowlist.txt)
+audit: $(STAMP_DEV)
+	$(BIN)/python scripts/audit.py
+
+# What make test (so CI) runs: the same, but an unreachable vulnerability service is
+# reported loudly as NOT CHECKED instead of failing (CI has no network but PyPI's index).
+audit-offline: $(STAMP_DEV)
+	AUDIT_ALLOW_UNREACHABLE=1 $(BIN)/python scripts/audit.py
+
+## make docs: the API reference from the docstrings (pdoc) into build/docs; a warning fails
+DOCS_MODULES := colibri_mm colibri_mm.tables.table colibri_mm.tables.scan \
+	colibri_mm.arrow.importer colibri_mm.kv.views colibri_mm.kernels
+docs: $(STAMP_DEV)
+	rm -rf build/docs
+	$(BIN)/python -W error -m pdoc --docformat numpy --output-directory build/docs $(DOCS_MODULES)
 
 # redis-server, the anchor of perf/bench_server.py: Debian's package, installed when
 # missing (as .ci/run installs redis-tools). If it cannot be had, the bench says so and
