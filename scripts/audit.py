@@ -37,6 +37,9 @@ CODE_DIRS = ("colibri_mm", "kernels")
 OWN_PACKAGE = "colibri-mm"
 NOSEC = re.compile(r"#\s*nosec\b(?P<rest>.*)")
 DOCUMENTED_NOSEC = re.compile(r"\s+B\d{3}(,\s*B\d{3})*\s*:\s*\S")
+TOOL_TIMEOUT = 300
+"""Seconds one tool may run: pip-audit asks PyPI once per package, and a network that
+drops packets rather than refusing them would otherwise hold CI for long."""
 
 
 @dataclass
@@ -78,9 +81,13 @@ def normalized(name: str) -> str:
 
 def run_json(args: list[str]) -> object:
     """Run a tool (``python -m ...``) and parse its standard output as JSON; raise
-    ``ValueError`` with its output when that is not JSON (the tool failed)."""
-    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                            check=False)
+    ``ValueError`` with its output when that is not JSON (the tool failed) or when it
+    takes longer than :data:`TOOL_TIMEOUT` (a network that drops packets)."""
+    try:
+        result = subprocess.run([sys.executable, "-m", *args], capture_output=True,
+                                text=True, check=False, timeout=TOOL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{args[0]} did not finish within {TOOL_TIMEOUT} s") from None
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -94,7 +101,7 @@ def check_vulnerabilities(allowlist: Allowlist, allow_unreachable: bool) -> Outc
     not_checked = "NOT CHECKED" if allow_unreachable else "FAIL"
     try:
         report = run_json(["pip_audit", "--format", "json", "--progress-spinner", "off",
-                           "--skip-editable"])
+                           "--skip-editable", "--timeout", "10"])
     except ValueError as e:
         return Outcome(check, not_checked, "pip-audit could not reach its vulnerability "
                        "service: NOTHING WAS AUDITED", [str(e)])
