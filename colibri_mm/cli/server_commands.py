@@ -29,7 +29,10 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
     """Register the server commands; ``common`` holds the options every command takes."""
     ping = subparsers.add_parser(
         "ping", parents=[common], help="check that a server answers",
-        description="Send PING to the server; print PONG and the round-trip time.")
+        description="Send PING to the server; print PONG and the round-trip time. "
+                    "With --wait, keep trying until it answers (a server starting).")
+    ping.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                      help="retry for up to SECONDS while the server cannot be reached")
     ping.set_defaults(run=run_ping)
 
     health = subparsers.add_parser(
@@ -64,8 +67,12 @@ def server_stats(client: ServerClient) -> dict[str, Any]:
 
 
 def run_ping(args: argparse.Namespace) -> int:
-    """``coldb ping``."""
-    with server_session(require_server(args, "ping")) as client:
+    """``coldb ping [--wait SECONDS]``."""
+    address = require_server(args, "ping")
+    deadline = time.monotonic() + args.wait
+    while args.wait > 0 and not _accepting(address) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with server_session(address) as client:
         started = time.perf_counter()
         client.ping()
         elapsed = time.perf_counter() - started

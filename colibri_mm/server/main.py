@@ -170,11 +170,12 @@ def _daemonize() -> _StartReport:
         os.close(write_end)
         with os.fdopen(read_end) as pipe:
             line = pipe.readline().strip()
+        # os._exit skips the interpreter's exit, so the streams are flushed here.
         if line.startswith("ready"):
-            print(f"coldb-server: {line}")
+            print(f"coldb-server: {line}", flush=True)
             os._exit(EXIT_OK)
         print(f"coldb-server: {line or 'the daemon exited before it was ready'}",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
         os._exit(EXIT_FAILED)
     os.close(read_end)
     os.setsid()
