@@ -77,6 +77,14 @@ class CommandSpec:
         last = argc + self.last_key if self.last_key < 0 else self.last_key
         return range(self.first_key, last + 1, self.key_step)
 
+    def longest_key(self, args: list[bytes]) -> int:
+        """Length of the longest key among ``args`` (0: none)."""
+        if self.first_key == self.last_key:
+            # One key (GET, SET, INCR, ...), or none: checked once per request, so
+            # without building a range.
+            return len(args[self.first_key]) if self.first_key else 0
+        return max((len(args[i]) for i in self.key_positions(len(args))), default=0)
+
     def info(self) -> list[Reply]:
         """This command's entry in the reply of COMMAND / COMMAND INFO (Redis 7 form)."""
         categories = ["@write" if "write" in self.flags else "@read"

@@ -97,6 +97,8 @@ class RespConnection(asyncio.Protocol):
         self._server = server
         self._settings = server.settings
         self._reader = RequestReader(server.settings.max_request_bytes)
+        self._reads = SnapshotKeys(server.db)
+        """The reads of one pass over the queued requests (closed at its end)."""
         self._requests: deque[list[bytes]] = deque()
         self._transport: asyncio.Transport | None = None
         self.session = Session(0, "", "", False)
@@ -141,7 +143,8 @@ class RespConnection(asyncio.Protocol):
         self.session.last_active = time.monotonic()
         self._server.counters.net_input_bytes += len(data)
         self._requests.extend(self._reader.feed(data))
-        self._update_reading()
+        if len(self._requests) >= MAX_QUEUED_REQUESTS or self._reader.violation is not None:
+            self._update_reading()
         if self._waiting_for is None:
             self._run([])
 
@@ -199,15 +202,16 @@ class RespConnection(asyncio.Protocol):
 
     def _run(self, out: list[bytes]) -> None:
         """Carry out queued requests until one must wait; write the replies."""
-        reads = SnapshotKeys(self._server.db)
+        requests = self._requests
+        reads = self._reads
         try:
-            while self._requests and self._waiting_for is None and not self._closing \
+            while requests and self._waiting_for is None and not self._closing \
                     and not self._write_paused:
-                args = self._requests.popleft()
+                args = requests.popleft()
                 self._started = time.perf_counter()
-                step = self._step(args, reads)
+                spec = COMMANDS.get(args[0].lower())
+                step = self._step(spec, args, reads)
                 if not isinstance(step, _Waiting):
-                    spec = COMMANDS.get(args[0].lower())
                     self._reply(out, "unknown" if spec is None else spec.name, step)
         finally:
             reads.close()
@@ -228,13 +232,16 @@ class RespConnection(asyncio.Protocol):
             transport.write(data)
         if self._closing:
             transport.close()
-        else:
+        elif not self._reading:
+            # Reading stops in data_received (and on drain, pause_writing, EOF); here
+            # it may resume, the queue having shrunk.
             self._update_reading()
 
-    def _step(self, args: list[bytes], reads: SnapshotKeys) -> Step:
-        """Carry out one request (more, for a run of writes): its reply, or WAITING."""
+    def _step(self, spec: CommandSpec | None, args: list[bytes], reads: SnapshotKeys) -> Step:
+        """Carry out one request (more, for a run of writes) of the command ``spec``
+        (None: unknown): its reply, or WAITING."""
         try:
-            return self._dispatch(args, reads)
+            return self._dispatch(spec, args, reads)
         except Error as e:
             return ErrorReply(f"ERR {e}")
         except Exception as e:
@@ -244,33 +251,33 @@ class RespConnection(asyncio.Protocol):
                 log.exception("command failed: %r", args[:8])
             return ErrorReply(f"ERR internal error ({type(e).__name__})")
 
-    def _dispatch(self, args: list[bytes], reads: SnapshotKeys) -> Step:
+    def _dispatch(self, spec: CommandSpec | None, args: list[bytes],
+                  reads: SnapshotKeys) -> Step:
         session = self.session
-        checked = self._validate(args)
+        checked = self._validate(spec, args)
         if isinstance(checked, ErrorReply):
             if session.multi is not None:
                 session.multi_refused = True
             return checked
-        spec = checked
-        if session.multi is not None and spec.name not in TRANSACTION_CONTROL:
-            return self._queue(spec, args)
-        refusal = self._refusal(spec, args)
+        if session.multi is not None and checked.name not in TRANSACTION_CONTROL:
+            return self._queue(checked, args)
+        refusal = self._refusal(checked, args)
         if refusal is not None:
             return refusal
-        if spec.write is not None:
-            return self._submit_run(spec, args)
-        if spec.threaded and spec.read is not None:
-            read = spec.read
+        if checked.write is not None:
+            return self._submit_run(checked, args)
+        if checked.threaded and checked.read is not None:
+            read = checked.read
             return self._wait(self._in_thread(
-                lambda keys: [read(args, keys, self._server.limits)]), [spec.name])
-        if spec.read is not None or spec.reply is not None:
-            return run_on_snapshot(spec, args, reads, self._server.limits)
-        return self._session_commands[spec.name](args)
+                lambda keys: [read(args, keys, self._server.limits)]), [checked.name])
+        if checked.read is not None or checked.reply is not None:
+            return run_on_snapshot(checked, args, reads, self._server.limits)
+        return self._session_commands[checked.name](args)
 
-    def _validate(self, args: list[bytes]) -> CommandSpec | ErrorReply:
-        """The command of ``args``, or the error for an unknown command, a wrong number
-        of arguments or a client not authenticated yet."""
-        spec = COMMANDS.get(args[0].lower())
+    def _validate(self, spec: CommandSpec | None,
+                  args: list[bytes]) -> CommandSpec | ErrorReply:
+        """``spec``, the command of ``args``, or the error for an unknown command
+        (None), a wrong number of arguments or a client not authenticated yet."""
         if spec is None:
             return unknown_command(args)
         if not spec.arity_ok(args):
@@ -285,12 +292,11 @@ class RespConnection(asyncio.Protocol):
         if spec.write is not None and self._server.readonly:
             return READONLY
         max_key = self._server.max_key_bytes
-        for i in spec.key_positions(len(args)):
-            if len(args[i]) > max_key:
-                return ErrorReply(f"ERR key is larger than max_key_bytes ({max_key} bytes)")
+        if spec.longest_key(args) > max_key:
+            return ErrorReply(f"ERR key is larger than max_key_bytes ({max_key} bytes)")
         if spec.write is not None:
             max_value = self._server.limits.max_value_bytes
-            if any(len(argument) > max_value for argument in args):
+            if max(map(len, args)) > max_value:
                 return ErrorReply(f"ERR value is larger than max_value_bytes "
                                   f"({max_value} bytes)")
         return None
@@ -300,14 +306,15 @@ class RespConnection(asyncio.Protocol):
         commands: list[QueuedCommand] = [(spec, args)]
         while self._requests:
             following = self._requests[0]
-            checked = self._validate(following)
+            checked = self._validate(COMMANDS.get(following[0].lower()), following)
             if isinstance(checked, ErrorReply) or checked.threaded or \
                     (checked.read is None and checked.write is None) or \
                     self._refusal(checked, following) is not None:
                 break
             commands.append((checked, self._requests.popleft()))
-        return self._wait(self._server.committer.submit(commands),
-                          [s.name for s, _ in commands])
+        self._waiting_for = [s.name for s, _ in commands]
+        self._server.committer.submit(commands, self._resume)
+        return WAITING
 
     def _in_thread(self, work: Callable[[SnapshotKeys], list[Reply]],
                    ) -> asyncio.Future[list[Reply]]:
@@ -324,18 +331,23 @@ class RespConnection(asyncio.Protocol):
     def _wait(self, future: asyncio.Future[list[Reply]], names: list[str]) -> Step:
         """Wait for ``future``'s replies (one per name) before the next request."""
         self._waiting_for = names
-        future.add_done_callback(self._resume)
+        future.add_done_callback(self._resume_with_result)
         return WAITING
 
-    def _resume(self, future: asyncio.Future[list[Reply]]) -> None:
-        names, self._waiting_for = self._waiting_for or [], None
-        if self._transport is None:
-            return
+    def _resume_with_result(self, future: asyncio.Future[list[Reply]]) -> None:
         try:
             replies = future.result()
         except Exception as e:
             log.error("a pending command failed: %s", type(e).__name__)
-            replies = [ErrorReply(f"ERR internal error ({type(e).__name__})")] * len(names)
+            replies = [ErrorReply(f"ERR internal error ({type(e).__name__})")] * \
+                len(self._waiting_for or [])
+        self._resume(replies)
+
+    def _resume(self, replies: list[Reply]) -> None:
+        """The awaited replies came: send them and carry on with the next requests."""
+        names, self._waiting_for = self._waiting_for or [], None
+        if self._transport is None:
+            return
         out: list[bytes] = []
         for name, reply in zip(names, replies, strict=True):
             self._reply(out, name, reply)
@@ -418,9 +430,12 @@ class RespConnection(asyncio.Protocol):
             watches.unwatch(watch)
             return EXECABORT
         if any(spec.write is not None for spec, _ in commands):
-            future = self._server.committer.submit(commands, exec_watch=watch)
-            future.add_done_callback(lambda _: watches.unwatch(watch))
-            return self._wait(future, ["exec"])
+            def executed(replies: list[Reply]) -> None:
+                watches.unwatch(watch)
+                self._resume(replies)
+            self._waiting_for = ["exec"]
+            self._server.committer.submit(commands, executed, exec_watch=watch)
+            return WAITING
 
         def exec_reads(keys: SnapshotKeys) -> list[Reply]:
             # The snapshot is open before the check: a write it sees was executed

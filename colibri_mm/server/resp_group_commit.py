@@ -7,8 +7,8 @@ one engine write transaction (``db.transaction()``) in which every unit's comman
 run in order, committed once. The commit's fsync runs in that worker thread, never
 on the event loop; the engine releases its write mutex before waiting for
 durability, so a second batch executes while the first one syncs and the WAL groups
-their commits. A unit's replies are delivered (its future resolved) only after its
-batch is durable.
+their commits. A unit's replies are delivered only after its batch is durable, by
+a plain call of its ``deliver`` callback on the event loop (no future per unit).
 
 A command that fails (INCR of a non-integer, SET with a bad option) does not fail
 its batch: handlers check everything before writing, so the command writes nothing
@@ -55,15 +55,16 @@ class WriteUnit:
     ----------
     commands
         The commands, in order.
+    deliver
+        Called (event loop) with the replies once they are durable: one per command,
+        or for an EXEC one array.
     exec_watch
         For an EXEC: the connection's WATCH state (None: a plain run of commands).
-    future
-        Resolved with the replies: one per command, or for an EXEC one array.
     """
 
     commands: list[tuple[CommandSpec, list[bytes]]]
+    deliver: Callable[[list[Reply]], None]
     exec_watch: WatchState | None
-    future: asyncio.Future[list[Reply]]
 
 
 @dataclass
@@ -118,18 +119,16 @@ class GroupCommitter:
         self.counters = GroupCommitCounters()
 
     def submit(self, commands: list[tuple[CommandSpec, list[bytes]]],
-               exec_watch: WatchState | None = None) -> asyncio.Future[list[Reply]]:
-        """Queue a unit (event loop); the future gets its replies once durable."""
-        loop = asyncio.get_running_loop()
-        unit = WriteUnit(commands, exec_watch, loop.create_future())
-        self._waiting.append(unit)
+               deliver: Callable[[list[Reply]], None],
+               exec_watch: WatchState | None = None) -> None:
+        """Queue a unit (event loop); ``deliver`` gets its replies once durable."""
+        self._waiting.append(WriteUnit(commands, deliver, exec_watch))
         self._idle.clear()
         if not self._pump_scheduled:
             # After the callbacks of this loop iteration: the requests of every
             # connection that became readable together join the same batch.
             self._pump_scheduled = True
-            loop.call_soon(self._pump)
-        return unit.future
+            asyncio.get_running_loop().call_soon(self._pump)
 
     def _pump(self) -> None:
         """Start a batch of every waiting unit if a worker is free (event loop)."""
@@ -151,8 +150,11 @@ class GroupCommitter:
         self._watches.finished(batch_id)
         results = done.result()  # _execute turns every failure into error replies
         for unit, replies in zip(units, results, strict=True):
-            if not unit.future.done():
-                unit.future.set_result(replies)
+            try:
+                unit.deliver(replies)
+            except Exception:
+                # A connection's bug must not keep the other units' replies.
+                log.exception("delivering the replies of a write unit failed")
         c = self.counters
         size = sum(len(unit.commands) for unit in units)
         c.batches += 1
