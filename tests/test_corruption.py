@@ -122,7 +122,7 @@ def test_damage_in_checkpointed_pages_is_detected(tmp_path: Path) -> None:
     meta = directory / "colibri.meta"
     os.truncate(data, used_pages * 4096)  # drop the sparse tail: copies stay small
     targets = [(data, page * 4096 + at) for page in range(1, used_pages)
-               for at in (0, 9, 64, 700, 2049, 4095)]
+               for at in (0, 9, 17, 22, 64, 700, 2049, 4095)]
     targets += [(meta, slot + at) for slot in (0, 4096) for at in range(0, 88, 5)]
     errors = 0
     for file, offset in targets:

@@ -112,6 +112,10 @@ def read_catalog(pages: PageFile, first_page: int) -> Catalog:
     if len(head) < _HEADER.size:
         raise CorruptionError(f"catalog at {where} lies past the end of the data file")
     length = _HEADER.unpack_from(head)[3]
+    if head[: len(MAGIC)] != MAGIC or \
+            length > (pages.pages - first_page) * pages.page_size:
+        # Checked before reading ``length`` bytes: damage must not ask for more.
+        raise CorruptionError(f"catalog at {where} has a bad header")
     count = max(1, -(-length // pages.page_size))
     return Catalog.decode(pages.read(first_page, count), where)
 
