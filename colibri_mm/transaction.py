@@ -49,6 +49,14 @@ class Snapshot:
         """Names of the tables this snapshot sees, sorted."""
         return registry.names(self.kv)
 
+    def is_newest(self) -> bool:
+        """Whether a snapshot taken now would see exactly what this one sees: it is
+        open and no commit was published since it was taken. Always False in a
+        read-only open following another process's writes (a new snapshot catches
+        up first). Lets a reader reuse one snapshot while nothing changes."""
+        db = self._db
+        return self._open and db._follower is None and db._clock.published == self.csn
+
     def close(self) -> None:
         """Release the snapshot (idempotent)."""
         if self._open:

@@ -122,6 +122,22 @@ def test_snapshot_is_stable_while_the_writer_moves_on(db: cm.Database) -> None:
         snap.kv.get("a")
 
 
+def test_a_snapshot_is_newest_until_a_commit_is_published(db: cm.Database) -> None:
+    db.kv.put("a", "1")
+    snap = db.snapshot()
+    assert snap.is_newest()
+    with db.transaction():
+        pass  # nothing written: nothing published
+    assert snap.kv.get("a") == b"1" and snap.is_newest()
+    db.kv.put("a", "2")
+    assert not snap.is_newest()
+    newer = db.snapshot()
+    assert newer.is_newest() and newer.kv.get("a") == b"2"
+    newer.close()
+    assert not newer.is_newest()
+    snap.close()
+
+
 def test_writing_in_a_snapshot_is_impossible(db: cm.Database) -> None:
     with db.snapshot() as snap:
         assert not hasattr(snap.kv, "put")
