@@ -206,6 +206,9 @@ class Database:
         applier.flush()
         self._clock.install(applier.version)
         report.seconds = time.perf_counter() - started
+        # A writable open keeps them in the log; the next checkpoint (even with
+        # nothing else to write: ``coldb recover`` closes with one) rolls past them.
+        self._unfinished_in_wal = assembler.unfinished_records > 0
         if assembler.unfinished_records:
             report.dropped.append(f"{assembler.unfinished_records} change records of a "
                                   "transaction without its COMMIT (cut by a crash)")
@@ -541,14 +544,15 @@ class Database:
                 writer.flush()
                 version = self._clock.state
                 frozen = version.active
-                if len(frozen) == 0 and not version.frozen:
+                if len(frozen) == 0 and not version.frozen and not self._unfinished_in_wal:
                     return {"entries": 0, "skipped": True}
                 csn = self._clock.assigned
                 lsn = writer.position.next_lsn - 1
                 cut = writer.roll()
                 self._wal_bytes_at_checkpoint = writer.counters.bytes_written
                 # Memtables frozen by a checkpoint that failed are written by this one.
-                frozen_all = (frozen, *version.frozen) if len(frozen) else version.frozen
+                frozen_all = (frozen, *version.frozen) if len(frozen) or not version.frozen \
+                    else version.frozen
                 with self._install_lock:
                     self._clock.install(StoreVersion(Memtable(), frozen_all, version.runs,
                                                      version.checkpoint_id))
@@ -573,6 +577,7 @@ class Database:
                 "wal_segments_removed": removed,
                 "seconds": time.perf_counter() - started, "at": time.time(),
             }
+            self._unfinished_in_wal = False
             log.info("checkpoint %d: %d entries, %d bytes, %d runs merged, %.3f s",
                      result.meta.checkpoint_id, result.entries, result.run_bytes,
                      result.merged_runs, self.last_checkpoint["seconds"])
@@ -726,7 +731,7 @@ class Database:
         try:
             state = self._clock.state
             if self._writer is not None and self.options.checkpoint_on_close and \
-                    (len(state.active) or state.frozen):
+                    (len(state.active) or state.frozen or self._unfinished_in_wal):
                 try:
                     self._checkpoint()
                 except (Error, OSError) as e:
