@@ -32,7 +32,15 @@ from .arrow.importer import ImportResult, import_arrow
 from .arrow.parquet import PathLike, import_parquet
 from .backup import BackupManifest, backup
 from .checkpoint import Checkpointer
-from .errors import ClosedError, CorruptionError, Error, ReadOnlyError, TransactionError
+from .errors import (
+    ClosedError,
+    CorruptionError,
+    DiskFullError,
+    Error,
+    ReadOnlyError,
+    TransactionError,
+    is_disk_full,
+)
 from .kernels.merge import Entries
 from .kv.batch import Batch
 from .kv.keys import TABLE_CHUNKS, as_bytes, prefix_end, user_key
@@ -526,6 +534,10 @@ class Database:
         except BaseException as e:
             self.checkpoint_counts["failed"] += 1
             self.last_checkpoint = {"error": str(e) or type(e).__name__, "at": time.time()}
+            if is_disk_full(e):
+                raise DiskFullError(
+                    f"the checkpoint ran out of disk space ({e}); nothing is lost (the WAL "
+                    "keeps every commit): free space and checkpoint again") from e
             raise
         if not result.get("skipped"):
             self.checkpoint_counts["written"] += 1
@@ -614,9 +626,13 @@ class Database:
             try:
                 yield tx, replace(self.write_settings, extents=extents)
                 extents.sync()
-            except BaseException:
+            except BaseException as e:
                 tx.abort()
                 extents.release()  # no commit named them: free again at once
+                if is_disk_full(e):
+                    raise DiskFullError(
+                        f"the import ran out of disk space ({e}); it was rolled back and "
+                        "nothing of it is stored: free space and run it again") from e
                 raise
             # Known before the commit: a checkpoint the commit runs itself (memory
             # backpressure) must count them.

@@ -6,6 +6,9 @@ message names what was wrong and where (file, offset, key, limit). Callers catch
 """
 
 
+import errno
+
+
 class Error(Exception):
     """Base class of every colibri-mm error."""
 
@@ -87,6 +90,15 @@ class DiskFullError(DurabilityError):
     checkpoint that runs out of space is undone and the database goes on: the
     import's transaction is aborted, the checkpoint's changes stay in the WAL.
     """
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+"""``errno`` values that mean the file system (or the user's quota) is full."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is an ``OSError`` saying the file system is full."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
 
 
 class ConfigError(Error, ValueError):

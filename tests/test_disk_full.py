@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 import colibri_mm as cm
@@ -39,6 +41,33 @@ def test_a_full_disk_under_the_wal_fails_commits_and_loses_nothing(tmp_path: Pat
             [f"v{i}".encode() for i in range(50)]
         assert again.kv.get("after") is None
         again.kv.put("after", "1")
+
+
+def _table(rows: int) -> pa.Table:
+    return pa.table({"id": np.arange(rows, dtype=np.int64),
+                     "x": np.random.default_rng(1).random(rows)})
+
+
+def test_a_full_disk_under_an_import_rolls_it_back(tmp_path: Path) -> None:
+    fs = FaultyFileSystem()
+    with cm.connect(tmp_path / "db", create=True, file_system=fs) as db:
+        db.kv.put("before", "1")
+        db.import_arrow("small", _table(10))
+        # The data file is written only by imports and checkpoints: fail its writes.
+        fs.fail_at(1, kinds={"pwrite"}, persistent=True, fail_with=errno.ENOSPC)
+        with pytest.raises(DiskFullError, match="import ran out of disk space"):
+            db.import_arrow("big", _table(2_000_000))
+        fs.clear_faults()
+        assert db.tables() == ["small"]
+        db.kv.put("after", "2")  # the database goes on
+        with pytest.raises(DiskFullError, match="checkpoint ran out of disk space"):
+            fs.fail_at(1, kinds={"pwrite"}, persistent=True, fail_with=errno.ENOSPC)
+            db.checkpoint()
+        fs.clear_faults()
+        assert db.stats()["checkpoints_failed"] == 1
+    with cm.connect(tmp_path / "db") as again:
+        assert again.tables() == ["small"] and again.table("small").count() == 10
+        assert again.kv.get("before") == b"1" and again.kv.get("after") == b"2"
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ database must be reopened; recovery then finds exactly the acknowledged commits.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ClosedError, DiskFullError, DurabilityError
+from ..errors import ClosedError, DiskFullError, DurabilityError, is_disk_full
 from ..kernels import walcodec
 from ..storage.files import File, FileSystem
 from .segment import RECORDS_OFFSET, SegmentHeader, segment_numbers, segment_path
@@ -143,7 +143,7 @@ class WalCounters:
 def wal_failure(what: str, error: OSError) -> DurabilityError:
     """The error that ends the WAL after ``error``: :class:`DiskFullError` when the
     file system is full, else :class:`DurabilityError`."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(error):
         return DiskFullError(f"{what}: the file system is full ({error}); the commit is "
                              "not durable: free space, then reopen the database (nothing "
                              "acknowledged is lost)")
@@ -205,6 +205,10 @@ class WalWriter:
             self._fs.sync_dir(self._wal_dir)
         except BaseException:
             file.close()
+            # A later roll creates the same segment again (exclusively); a reader
+            # takes a header it cannot read for a segment being created.
+            with contextlib.suppress(OSError):
+                self._fs.remove(path)
             raise
         position.offset = RECORDS_OFFSET
         self.counters.segments_created += 1
@@ -356,11 +360,13 @@ class WalWriter:
         self._unsynced = False
 
     def _roll(self) -> None:
-        """Close the current segment (synced) and start the next one."""
+        """Close the current segment (synced) and start the next one. If the next
+        one cannot be created (a full disk), the current one stays open and in use."""
         self._sync_locked()
-        self._file.close()
         position = WalPosition(self._position.segment + 1, 0, self._position.next_lsn)
-        self._file = self._open_segment(position)
+        following = self._open_segment(position)
+        self._file.close()
+        self._file = following
         self._zeroed_until = self._file.size()
         self._framer = walcodec.SegmentFramer(position.segment, self._block_size)
         self._position = position
