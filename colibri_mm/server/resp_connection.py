@@ -4,8 +4,10 @@ An ``asyncio.Protocol``: bytes received are split into requests by
 :class:`~colibri_mm.server.resp_protocol.RequestReader`; requests are carried out in
 order and their replies written in order, all the replies of one pass in one write.
 
-- Reads run at once on a snapshot (one per pass), so they see every write
-  acknowledged before them, the connection's own included.
+- Reads run at once on a snapshot no older than the pass over the requests (shared
+  by the connections while no commit is published:
+  :meth:`~colibri_mm.server.resp_server.RespServer.begin_reads`), so they see every
+  write acknowledged before them, the connection's own included.
 - A write starts a *run*: it and the data commands queued after it go to the group
   committer as one unit (:mod:`colibri_mm.server.resp_group_commit`); the connection
   waits for the unit's replies (sent once durable) before its next request.
@@ -97,8 +99,6 @@ class RespConnection(asyncio.Protocol):
         self._server = server
         self._settings = server.settings
         self._reader = RequestReader(server.settings.max_request_bytes)
-        self._reads = SnapshotKeys(server.db)
-        """The reads of one pass over the queued requests (closed at its end)."""
         self._requests: deque[list[bytes]] = deque()
         self._transport: asyncio.Transport | None = None
         self.session = Session(0, "", "", False)
@@ -203,18 +203,15 @@ class RespConnection(asyncio.Protocol):
     def _run(self, out: list[bytes]) -> None:
         """Carry out queued requests until one must wait; write the replies."""
         requests = self._requests
-        reads = self._reads
-        try:
-            while requests and self._waiting_for is None and not self._closing \
-                    and not self._write_paused:
-                args = requests.popleft()
-                self._started = time.perf_counter()
-                spec = COMMANDS.get(args[0].lower())
-                step = self._step(spec, args, reads)
-                if not isinstance(step, _Waiting):
-                    self._reply(out, "unknown" if spec is None else spec.name, step)
-        finally:
-            reads.close()
+        reads = self._server.begin_reads()
+        while requests and self._waiting_for is None and not self._closing \
+                and not self._write_paused:
+            args = requests.popleft()
+            self._started = time.perf_counter()
+            spec = COMMANDS.get(args[0].lower())
+            step = self._step(spec, args, reads)
+            if not isinstance(step, _Waiting):
+                self._reply(out, "unknown" if spec is None else spec.name, step)
         transport = self._transport
         if transport is None:
             return

@@ -22,6 +22,7 @@ from .resp_connection import RespConnection
 from .resp_group_commit import GroupCommitCounters, GroupCommitter
 from .resp_session import Session
 from .resp_settings import RespSettings
+from .resp_store import SnapshotKeys
 from .resp_strings import DataLimits
 from .resp_watch import WatchRegistry
 
@@ -79,6 +80,8 @@ class RespServer:
         self._committer: GroupCommitter | None = None
         self._idle_closer: asyncio.Task[None] | None = None
         self._all_closed = asyncio.Event()
+        self._reads = SnapshotKeys(database)
+        self._reads_release_scheduled = False
 
     async def start(self) -> None:
         """Listen; returns once the port is bound."""
@@ -131,6 +134,7 @@ class RespServer:
             await self._listener.wait_closed()
         if self._committer is not None:
             await self._committer.close()
+        self._reads.close()
         log.info("RESP server stopped")
         return clean
 
@@ -192,6 +196,23 @@ class RespServer:
         self._connections.discard(connection)
         if not self._connections:
             self._all_closed.set()
+
+    def begin_reads(self) -> SnapshotKeys:
+        """The keys a connection's reads on the event loop see during one pass over
+        its requests: every connection shares one snapshot while no commit is
+        published (opening one per pass is a good part of a GET's cost), so a pass
+        sees every write acknowledged before it. The snapshot is released at the next
+        loop iteration at the latest, so it never keeps old versions for long."""
+        reads = self._reads
+        reads.refresh()
+        if not self._reads_release_scheduled:
+            self._reads_release_scheduled = True
+            asyncio.get_running_loop().call_soon(self._release_reads)
+        return reads
+
+    def _release_reads(self) -> None:
+        self._reads_release_scheduled = False
+        self._reads.close()
 
     def next_client_id(self) -> int:
         """A new client id (CLIENT ID)."""

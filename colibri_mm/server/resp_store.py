@@ -3,7 +3,8 @@
 Handlers see a :class:`KeyReader` (reads) or a :class:`KeyWriter` (reads and writes)
 and never the database itself:
 
-- :class:`SnapshotKeys` reads one snapshot of ``db.kv`` (reads on the event loop);
+- :class:`SnapshotKeys` reads one snapshot of ``db.kv`` (reads on the event loop
+  share one while no commit is published: see :meth:`SnapshotKeys.refresh`);
 - :class:`TransactionKeys` reads and writes the write transaction of a batch (see
   :mod:`colibri_mm.server.resp_group_commit`), and records which keys it wrote so
   WATCH can tell whether a watched key changed.
@@ -75,6 +76,13 @@ class SnapshotKeys:
     def scan(self, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Pairs of the snapshot with ``start <= key < end``."""
         return self._view().scan(start, end)
+
+    def refresh(self) -> None:
+        """Release the snapshot if a commit was published since it was taken (the next
+        read takes a new one, which sees that commit); keep it otherwise, as a new one
+        would see exactly the same."""
+        if self._snapshot is not None and not self._snapshot.is_newest():
+            self.close()
 
     def close(self) -> None:
         """Release the snapshot (if one was taken); the next read takes a new one."""
