@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest perf clean clean-cache dev audit audit-offline docs
+.PHONY: run demo test lint typecheck pytest perf clean clean-cache dev audit audit-offline docs \
+	release-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +22,13 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
-## make run: install and run the main job (an end-to-end demo of what works today)
+## make run: install and start coldb-server on the sample configuration (the embedded
+## default: a database in ./colibri-data, RESP on 127.0.0.1:7379, HTTP :7380, Flight
+## :7381); Ctrl-C stops it gracefully. `make demo` runs the library demo instead.
 run: $(STAMP_RUN)
+	$(BIN)/coldb-server --config colibridb.conf.json
+
+demo: $(STAMP_RUN)
 	$(BIN)/python scripts/demo.py
 
 ## make test: lint, type-check, then the whole pytest suite (JIT on, then kernels with JIT off)
@@ -80,6 +86,12 @@ $(REDIS_SERVER):
 	{ $$apt_get update >/dev/null && \
 	  $$apt_get install -y --no-install-recommends redis-server >/dev/null; } || \
 	echo "make perf: redis-server could not be installed; bench_server runs without it"
+
+## make release-check: every go-live gate (tests, audit, docs, deploy to staging with its
+## smoke test, a short soak, the perf suite against its targets), then a GO / NO-GO
+## table; exit 0 only when all are GO (scripts/release_check.py)
+release-check: $(STAMP_DEV)
+	$(BIN)/python scripts/release_check.py
 
 # Numba invalidates a cached kernel only when its own file changes, not when a
 # kernel it calls in another file does: after editing kernels/, `make clean-cache`.
