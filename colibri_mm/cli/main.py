@@ -2,9 +2,12 @@
 every failure into an exit status and a one-line reason.
 
 The commands work on a local database directory (``--data-dir`` or
-``COLIBRI_DATA_DIR``); they are defined in :mod:`.kv_commands` (keys and values),
+``COLIBRI_DATA_DIR``), and those in :data:`SERVER_COMMANDS` on a running server
+instead with ``--server HOST:PORT`` (:mod:`.server_client`; ``ping``, ``health``,
+``shutdown`` and ``top`` are in :mod:`.server_commands`); they are defined in
+:mod:`.kv_commands` (keys and values),
 :mod:`.table_commands` (tables, import and export; ``--where`` is parsed by
-:mod:`.where`), :mod:`.admin_commands`, :mod:`.backup_commands` (backup, restore,
+:mod:`colibri_mm.tables.where`), :mod:`.admin_commands`, :mod:`.backup_commands` (backup, restore,
 verify-backup) and :mod:`.config_commands` (the server's
 configuration file), and the exit statuses in :mod:`.exit_codes`.
 """
@@ -37,6 +40,7 @@ from .exit_codes import (
     USAGE,
     CommandError,
     CommandParser,
+    UsageError,
 )
 from .server_client import add_server_option
 
@@ -91,9 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(args)
 
 
+SERVER_COMMANDS = frozenset({"put", "get", "delete", "scan", "stats", "backup", "ping",
+                             "health", "shutdown", "top"})
+"""The commands that can talk to a server (``--server`` or ``COLIBRI_SERVER``)."""
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; map every failure to its exit status."""
     try:
+        if getattr(args, "server", None) and args.command not in SERVER_COMMANDS:
+            raise UsageError(f"{args.command} works on a local database directory "
+                             "(--data-dir), not through --server")
         status: int = args.run(args)
     except CommandError as e:
         if e.status == USAGE:

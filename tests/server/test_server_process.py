@@ -194,6 +194,8 @@ def test_cli_errors_without_a_reachable_server(tmp_path: Path) -> None:
     assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
     bad = coldb("get", "k", "--server", "localhost")
     assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
+    local_only = coldb("checkpoint", "--server", f"127.0.0.1:{port}")
+    assert local_only.returncode == 2 and "not through --server" in local_only.stderr
 
 
 def test_auth_from_the_environment(tmp_path: Path) -> None:
