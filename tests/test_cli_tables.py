@@ -854,3 +854,20 @@ def test_imports_read_by_a_dataset_written_by_export(coldb: Coldb, db_dir: Path,
     assert ds.dataset(tmp_path / "set").to_table().sort_by("id").equals(PEOPLE)
     coldb.ok("import", tmp_path / "set", "--table", "again", "--primary-key", "id")
     assert rows_of(db_dir, "again").equals(PEOPLE)
+
+
+def test_compact_rewrites_sparse_chunks_and_checkpoints(coldb: Coldb, db_dir: Path) -> None:
+    with cm.connect(db_dir) as db:
+        db.import_arrow("t", pa.table({"id": list(range(1000)), "x": [1.0] * 1000}),
+                        primary_key="id")
+        with db.transaction() as tx:
+            tx.delete_where("t", pc.field("id") < 100)
+        db.import_arrow("other", PEOPLE, primary_key="id")
+    report = json.loads(coldb.ok("compact", "t"))
+    assert report["tables"] == {"t": {"chunks_rewritten": 1, "rows_moved": 900,
+                                      "deleted_rows_dropped": 100}}
+    assert report["checkpoint"]["entries"] > 0
+    assert rows_of(db_dir, "t")["id"].to_pylist() == list(range(100, 1000))
+    assert set(json.loads(coldb.ok("compact"))["tables"]) == {"t", "other"}
+    assert coldb.error(1, "compact", "nope") == \
+        "no table named 'nope' (`coldb tables` lists them)"

@@ -17,7 +17,7 @@ from ..errors import CorruptionError
 from ..storage.meta import META_NAME
 from ..wal.reader import RECOVERY_MODES
 from .database_dir import data_dir, open_database
-from .exit_codes import CHECK_FAILED, OK, CommandError, CommandParser
+from .exit_codes import CHECK_FAILED, NOT_FOUND, OK, CommandError, CommandParser
 from .server_client import server_address
 from .server_commands import print_server_stats
 
@@ -58,6 +58,15 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
                     "checkpoint into the data file, delete the WAL segments before it, "
                     "and print what was written as JSON.")
     checkpoint.set_defaults(run=run_checkpoint)
+
+    compact = subparsers.add_parser(
+        "compact", parents=[common], help="rewrite tables' sparse chunks, then checkpoint",
+        description="Open the database for writing, rewrite the chunks of each TABLE (every "
+                    "table if none is named) that hold deleted rows or are under half "
+                    "full into full chunks, one transaction per table, then checkpoint "
+                    "(which merges the store's sorted runs). Prints what was done as JSON.")
+    compact.add_argument("tables", nargs="*", metavar="TABLE")
+    compact.set_defaults(run=run_compact)
 
     check = subparsers.add_parser(
         "check", parents=[common], help="verify every checksum and structural invariant",
@@ -152,6 +161,20 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     """``coldb checkpoint``."""
     with open_database(args, readonly=False) as db:
         print(json.dumps(db.checkpoint(), indent=2))
+    return OK
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    """``coldb compact [TABLE ...]``."""
+    with open_database(args, readonly=False) as db:
+        names = args.tables or db.tables()
+        missing = sorted(set(names) - set(db.tables()))
+        if missing:
+            raise CommandError(f"no table named {missing[0]!r} (`coldb tables` lists them)",
+                               NOT_FOUND)
+        report = {"tables": {name: db.table(name).compact() for name in names},
+                  "checkpoint": db.checkpoint()}
+    print(json.dumps(report, indent=2))
     return OK
 
 
