@@ -8,12 +8,19 @@ and never the database itself:
 - :class:`TransactionKeys` reads and writes the write transaction of a batch (see
   :mod:`colibri_mm.server.resp_group_commit`), and records which keys it wrote so
   WATCH can tell whether a watched key changed.
+
+Gets and puts go to the engine's raw calls (``get_raw``, ``put_raw``, the key in its
+stored form): the connection checked every key and value against the limits, which
+are capped by the database's own, before the command ran, so the engine's checks
+would repeat them for every key of every request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
+
+from ..kv.keys import USER_PREFIX
 
 if TYPE_CHECKING:
     from ..database import Database
@@ -71,7 +78,7 @@ class SnapshotKeys:
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` in the snapshot, or None."""
-        return self._view().get(key)
+        return self._view().get_raw(USER_PREFIX + key)
 
     def scan(self, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Pairs of the snapshot with ``start <= key < end``."""
@@ -110,7 +117,7 @@ class TransactionKeys:
 
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` as the transaction sees it, or None."""
-        return self._kv.get(key)
+        return self._kv.get_raw(USER_PREFIX + key)
 
     def scan(self, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Pairs as the transaction sees them, with ``start <= key < end``."""
@@ -118,7 +125,7 @@ class TransactionKeys:
 
     def put(self, key: bytes, value: bytes) -> None:
         """Set ``key`` to ``value`` in the transaction."""
-        self._kv.put(key, value)
+        self._kv.put_raw(USER_PREFIX + key, value)
         self.written.add(key)
 
     def delete(self, key: bytes) -> bool:
