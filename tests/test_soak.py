@@ -1,0 +1,90 @@
+"""The staging burn-in (``perf/soak.py``): one minute of it against a real server (the
+size CI runs; the 30-minute run is in ``perf/CAMPAIGNS.md``), and its verdicts on
+made-up figures: a steady RSS or descriptor growth is a leak, warm-up is not, and an
+acknowledged value missing at the end is named."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from perf_modules import ROOT, perf_module
+
+soak = perf_module("soak")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_a_one_minute_soak_passes_and_writes_its_csv_and_plot(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "perf.soak", "--minutes", "1", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "verdict: PASS"
+    assert any(line.startswith("TPS (acknowledged operations/s): mean ") for line in lines)
+    assert "errors 0," in done.stdout and "server exit status 0" in done.stdout
+    [table] = tmp_path.glob("soak-*.csv")
+    [plot] = tmp_path.glob("soak-*.png")
+    assert f"csv: {table}" in lines and f"png: {plot}" in lines
+    assert plot.read_bytes().startswith(PNG_MAGIC)
+    with table.open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == [f.name for f in soak.fields(soak.Sample)]
+    held = [row["snapshot_held"] for row in rows]
+    assert held[0] == "1" and held[-1] == "0"  # held for the first half only
+    assert all(float(row["rss_mb"]) > 0 and int(row["open_fds"]) > 0 for row in rows)
+    assert rows[-1]["errors"] == "0"
+
+
+def samples(rss: list[float], fds: list[int], every: float = 10.0) -> list[object]:
+    return [soak.Sample(seconds=i * every, ops_per_second=1000.0, p95_ms=5.0,
+                        commits_per_second=100.0, commit_p95_ms=2.0, rss_mb=r,
+                        server_cpu_percent=50.0, load_average=2.0, open_fds=f,
+                        wal_mb=1.0, data_mb=64.0, disk_free_gb=50.0, errors=0,
+                        snapshot_held=0)
+            for i, (r, f) in enumerate(zip(rss, fds, strict=True))]
+
+
+def test_steady_growth_is_a_leak_and_warm_up_is_not() -> None:
+    n, duration = 61, 600.0
+    wobble = [(-1) ** i * 3.0 for i in range(n)]
+    flat_fds = [150 + i % 2 for i in range(n)]
+    # Warm-up: RSS climbs in the first half, then wobbles around a plateau.
+    warm = [300 + min(i, 30) * 5 + w for i, w in enumerate(wobble)]
+    assert soak.leaks(samples(warm, flat_fds), duration) == []
+    growing = [300 + i * 2.5 + w for i, w in enumerate(wobble)]  # +150 MB over the run
+    [reason] = soak.leaks(samples(growing, flat_fds), duration)
+    assert reason.startswith("leak: RSS grew steadily: +15")
+    leaking_fds = [150 + i // 2 for i in range(n)]  # one more every 20 s
+    [reason] = soak.leaks(samples(warm, leaking_fds), duration)
+    assert reason.startswith("leak: open descriptors grew steadily: +30")
+
+
+def test_too_few_samples_cannot_pass_the_leak_check() -> None:
+    [reason] = soak.leaks(samples([300.0] * 6, [150] * 6, every=10.0), 60.0)
+    assert "only 3 samples in the second half" in reason
+
+
+def test_missing_acknowledged_data_is_named() -> None:
+    balances = {key: soak.ACCOUNT_START for key in soak.ACCOUNT_KEYS}
+    expected = soak.Expected(values={b"s0:k0": {b"v2"}, b"s0:k1": {b"v1", b"v3"}},
+                             balances=dict(balances), big={1}, flight={1})
+    stored: dict[bytes, bytes] = {b"s0:k0": b"v2", b"s0:k1": b"v3"}
+    stored.update({key: b"%d" % value for key, value in balances.items()})
+    stored.update({soak.big_key(i): v for i, v in enumerate(soak.big_values(1))})
+
+    def get_many(keys: list[bytes]) -> list[bytes | None]:
+        return [stored.get(key) for key in keys]
+
+    assert expected.missing(get_many, "here") == []
+    stored[b"s0:k0"] = b"v1"  # an older value: the last acknowledged one is lost
+    stored[soak.account_key(7)] = b"999"
+    stored[soak.big_key(5)] = b"0:5"
+    problems = expected.missing(get_many, "here")
+    assert len(problems) == 3
+    assert problems[0] == "here: 1 client keys lack their last acknowledged value " \
+                          "(first b's0:k0')"
+    assert "1 account balances differ" in problems[1] and "199999" in problems[1]
+    assert "large transaction" in problems[2]
