@@ -30,6 +30,7 @@ from .kv.run import Run, encode_run
 from .kv.store import Layer
 from .storage.allocator import Allocator
 from .storage.catalog import Catalog, ExtentRef, catalog_pages, read_catalog
+from .storage.checksums import checksum_of
 from .storage.extents import Descriptor, Extent, is_descriptor, named_extents, with_prefix
 from .storage.files import FileSystem
 from .storage.meta import Meta, write_meta_slot
@@ -67,9 +68,11 @@ class Checkpointer:
         self._slot = meta_slot
         self.pages = pages
         self._catalog_extent: tuple[int, int] | None = None
+        self.checksum = checksum_of(meta.write_version)
+        """The checksum of the checkpoint's format (catalog and run pages)."""
         catalog = Catalog(1, (), ())
         if meta.catalog_root and pages is not None:
-            catalog = read_catalog(pages, meta.catalog_root)
+            catalog = read_catalog(pages, meta.catalog_root, self.checksum)
             size = len(catalog.encode())
             self._catalog_extent = (meta.catalog_root, catalog_pages(size, pages.page_size))
         self.catalog = catalog
@@ -79,7 +82,7 @@ class Checkpointer:
         """The current checkpoint's runs, newest first (checked lazily on first read)."""
         if self.pages is None:
             return ()
-        return tuple(Run(self.pages, ref) for ref in self.catalog.runs)
+        return tuple(Run(self.pages, ref, checksum=self.checksum) for ref in self.catalog.runs)
 
     def write(self, frozen: tuple[Layer, ...], runs: tuple[Run, ...], lsn: int, csn: int,
               oldest_visible: int, imported: set[Extent]) -> CheckpointResult:

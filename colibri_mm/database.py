@@ -41,6 +41,7 @@ from .errors import (
     TransactionError,
     is_disk_full,
 )
+from .format_switch import finish_switch
 from .kernels.merge import Entries
 from .kv.batch import Batch
 from .kv.keys import TABLE_CHUNKS, as_bytes, prefix_end, user_key
@@ -50,9 +51,17 @@ from .kv.store import StoreVersion
 from .kv.wal_apply import WalApplier
 from .kv.writeset import WriteSet
 from .options import Options
+from .storage.checksums import checksum_of
 from .storage.extents import Extent, ExtentReader, ExtentWriter, named_extents
 from .storage.files import FileSystem
-from .storage.meta import READ_VERSION, WRITE_VERSION, Meta, create_meta, read_meta
+from .storage.meta import (
+    READ_VERSION,
+    WRITE_VERSION,
+    Meta,
+    create_meta,
+    format_version_text,
+    read_meta,
+)
 from .storage.pagefile import DATA_NAME, PageFile
 from .tables import registry, writes
 from .tables.chunk_cache import ChunkCache
@@ -128,7 +137,12 @@ class Database:
         self._live_replay = False
         self._cuts: dict[int, int] = {}
         """Checkpoint id -> first WAL segment a reader of that checkpoint needs."""
+        self.read_only_reason: str | None = None
+        """Why a database asked to open for writing was opened read-only (its format
+        is older or newer than this engine writes); None otherwise."""
+        finish_switch(file_system, path)
         self._meta = self._open_meta(create)
+        options = self.options
         self._readers: ReaderTable | None = None
         try:
             self._readers = ReaderTable(file_system, path)
@@ -149,13 +163,17 @@ class Database:
                                  writable=not options.readonly)
             self._checkpointer = Checkpointer(file_system, path, meta, slot, pages)
             if pages is not None:
-                self.extent_reader = ExtentReader(pages)
+                self.extent_reader = ExtentReader(pages, self._checkpointer.checksum)
             self._clock: CommitClock[StoreVersion] = CommitClock(
                 meta.checkpoint_csn,
                 StoreVersion(Memtable(), (), self._checkpointer.runs(), meta.checkpoint_id))
             self.recovery, position = self._recover()
             if options.readonly:
-                self._follower = WalFollower(file_system, path / WAL_DIR, self._applied_lsn)
+                if meta.write_version >= WRITE_VERSION:
+                    # Only a database this engine (or a newer one) may write can change
+                    # under a reader: nothing writes an older format.
+                    self._follower = WalFollower(file_system, path / WAL_DIR,
+                                                 self._applied_lsn)
                 self._readers.announce(meta.checkpoint_id)
                 self._live_replay = True
             else:
@@ -193,11 +211,19 @@ class Database:
                 free_list_root=0))
             log.info("created database %s", self.path)
         meta, _ = read_meta(fs, self.path)
-        if meta.write_version > WRITE_VERSION and not self.options.readonly:
-            raise ReadOnlyError(
-                f"{self.path} was written by a newer format (write version "
-                f"{meta.write_version >> 8}.{meta.write_version & 0xFF}); open it with "
-                "readonly=True or upgrade colibri-mm")
+        version = format_version_text(meta.write_version)
+        if meta.write_version < WRITE_VERSION:
+            self.read_only_reason = (
+                f"{self.path} is in format {version}, which this engine reads but does "
+                f"not write (it writes {format_version_text(WRITE_VERSION)}): run "
+                f"`coldb migrate --data-dir {self.path}` to migrate it")
+        elif meta.write_version > WRITE_VERSION:
+            self.read_only_reason = (
+                f"{self.path} has write version {version}; this engine writes up to "
+                f"{format_version_text(WRITE_VERSION)}: upgrade colibri-mm to write it")
+        if self.read_only_reason is not None and not self.options.readonly:
+            log.warning("opening read-only: %s", self.read_only_reason)
+            self.options = replace(self.options, readonly=True)
         return meta
 
     def _recover(self) -> tuple[ReplayReport, WalPosition | None]:
@@ -207,7 +233,7 @@ class Database:
         applier = WalApplier(self._clock.state, None, self.options.bulk_changes)
         assembler = TransactionAssembler(applier, limit)
         reader = WalReader(self._fs, self.path / WAL_DIR, self._meta.database_id,
-                           self.options.recovery)
+                           self.options.recovery, checksum_of(self._meta.write_version))
         started = time.perf_counter()
         report, position = reader.replay(self._meta.checkpoint_lsn, assembler.feed,
                                          repair=not self.options.readonly)
@@ -337,6 +363,12 @@ class Database:
 
     # -- transactions --------------------------------------------------------------
 
+    def _read_only_error(self, what: str) -> ReadOnlyError:
+        """The error for an attempt to ``what`` in a read-only open, saying why it is
+        read-only when the format made it so."""
+        reason = f" ({self.read_only_reason})" if self.read_only_reason else ""
+        return ReadOnlyError(f"{self.path} is open read-only: it cannot {what}{reason}")
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"the database {self.path} is closed")
@@ -350,7 +382,7 @@ class Database:
         """Take the write mutex for a transaction (released by commit or abort)."""
         self._check_open()
         if self._writer is None:
-            raise ReadOnlyError(f"{self.path} is open read-only")
+            raise self._read_only_error("write")
         self._refuse_inside_transaction("begin another write transaction")
         self._write_mutex.acquire()
         self._writer_thread = threading.get_ident()
@@ -525,7 +557,7 @@ class Database:
         """
         self._check_open()
         if self._writer is None:
-            raise ReadOnlyError(f"{self.path} is open read-only: it cannot checkpoint")
+            raise self._read_only_error("checkpoint")
         return self._checkpoint()
 
     def _checkpoint(self) -> dict[str, Any]:
@@ -617,7 +649,7 @@ class Database:
         self._check_open()
         checkpointer = self._checkpointer
         if self._writer is None or checkpointer is None or checkpointer.pages is None:
-            raise ReadOnlyError(f"{self.path} is open read-only: it cannot import")
+            raise self._read_only_error("import")
         self._refuse_inside_transaction("import")  # before the lock a checkpoint holds
         with self._checkpoint_lock:
             tx = self.transaction()

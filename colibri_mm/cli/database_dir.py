@@ -15,6 +15,8 @@ from typing import Any
 
 import colibri_mm as cm
 
+from ..format_switch import switch_pending
+from ..storage.files import FileSystem
 from ..storage.meta import META_NAME
 from .exit_codes import CommandError, UsageError
 
@@ -52,7 +54,7 @@ def open_database(args: argparse.Namespace, *, readonly: bool,
                            "creates a database)")
     if not directory.is_dir():
         raise CommandError(f"{directory} is not a directory")
-    if not (directory / META_NAME).exists():
+    if not (directory / META_NAME).exists() and not switch_pending(FileSystem(), directory):
         raise CommandError(f"{directory} is not a colibri-mm database (it has no "
                            f"{META_NAME}; `coldb init` creates one)")
     db = cm.connect(directory, readonly=readonly, recovery=recovery)

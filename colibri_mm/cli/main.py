@@ -8,8 +8,9 @@ instead with ``--server HOST:PORT`` (:mod:`.server_client`; ``ping``, ``health``
 :mod:`.kv_commands` (keys and values),
 :mod:`.table_commands` (tables, import and export; ``--where`` is parsed by
 :mod:`colibri_mm.tables.where`), :mod:`.admin_commands`, :mod:`.backup_commands` (backup, restore,
-verify-backup) and :mod:`.config_commands` (the server's
-configuration file), and the exit statuses in :mod:`.exit_codes`.
+verify-backup), :mod:`.migrate_commands` (format migration) and
+:mod:`.config_commands` (the server's configuration file), and the exit statuses in
+:mod:`.exit_codes`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from . import (
     backup_commands,
     config_commands,
     kv_commands,
+    migrate_commands,
     server_commands,
     table_commands,
 )
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     table_commands.add_commands(subparsers, common)
     admin_commands.add_commands(subparsers, common)
     backup_commands.add_commands(subparsers, common)
+    migrate_commands.add_commands(subparsers, common)
     config_commands.add_commands(subparsers, common)
     server_commands.add_commands(subparsers, common)
     for command in subparsers.choices.values():

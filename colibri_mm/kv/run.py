@@ -20,10 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptionError
-from ..kernels.checksum import crc32c_pages
 from ..kernels.merge import Entries
 from ..kernels.search import SortedByteKeys
 from ..storage.catalog import ExtentRef
+from ..storage.checksums import CRC32C, FormatChecksum
 from ..storage.pagefile import PageFile
 from .keys import SYSTEM_PREFIX
 from .sorted_entries import SortedEntries, Value
@@ -80,8 +80,10 @@ def encode_run(entries: Entries, page_size: int) -> npt.NDArray[np.uint8]:
 class Run:
     """A sorted run read from the mapped data file."""
 
-    def __init__(self, pages: PageFile, extent: ExtentRef, verified: bool = False) -> None:
+    def __init__(self, pages: PageFile, extent: ExtentRef, verified: bool = False,
+                 checksum: FormatChecksum = CRC32C) -> None:
         self.extent = extent
+        self._checksum = checksum
         self._pages = pages
         self._lock = threading.Lock()
         self._ready = False
@@ -101,7 +103,7 @@ class Run:
             view = self._pages.view(extent.first, extent.count)
             where = f"{self._pages.path}"
             if not self._verified:
-                crcs = crc32c_pages(view, self._pages.page_size)
+                crcs = self._checksum.pages(view, self._pages.page_size)
                 bad = np.flatnonzero(crcs != extent.page_crcs)
                 if bad.size:
                     page = extent.first + int(bad[0])

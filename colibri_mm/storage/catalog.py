@@ -1,11 +1,12 @@
 """The catalog: what a checkpoint consists of, written copy-on-write into pages.
 
-It lists the extents holding data (each with the CRC-32C of every one of its pages:
+It lists the extents holding data (each with the CRC of every one of its pages:
 checksums live with the reference, ZFS-style, so data pages stay contiguous), the
 free extents, the end of the allocated pages, and for each sorted run the extents
 its values name (imported table chunks, :mod:`.extents`, whose CRCs are in the
 descriptors). The meta slot points at its first
-page. Byte layout: ``docs/FORMAT.md`` section 6.
+page. Its checksums are the format's (:mod:`.checksums`). Byte layout:
+``docs/FORMAT.md`` section 6.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptionError
-from ..kernels.checksum import crc32c, mask
 from .allocator import FreeExtent
+from .checksums import CRC32C, FormatChecksum
 from .pagefile import PageFile
 
 MAGIC = b"COLICAT\x00"
@@ -34,7 +35,7 @@ HAS_RUN_EXTENTS = 1
 
 @dataclass(frozen=True)
 class ExtentRef:
-    """An extent of data pages and the CRC-32C of each page."""
+    """An extent of data pages and the CRC of each page."""
 
     first: int
     count: int
@@ -52,8 +53,9 @@ class Catalog:
     """Extents of the key/value store's sorted runs, newest first."""
     free: tuple[FreeExtent, ...]
 
-    def encode(self) -> bytes:
-        """The catalog's bytes, CRC included."""
+    def encode(self, checksum: FormatChecksum = CRC32C) -> bytes:
+        """The catalog's bytes, CRC included (``checksum``: the format's; the page
+        CRCs of the runs must be in it too)."""
         parts = []
         for run in self.runs:
             parts.append(_EXTENT.pack(run.first, run.count))
@@ -66,11 +68,12 @@ class Catalog:
         length = _HEADER.size + len(body) + _CRC.size
         head = _HEADER.pack(MAGIC, VERSION, HAS_RUN_EXTENTS, length, self.end,
                             len(self.runs), len(self.free))
-        return head + body + _CRC.pack(mask(crc32c(head + body)))
+        return head + body + _CRC.pack(checksum.masked(head + body))
 
     @classmethod
-    def decode(cls, data: bytes, where: str) -> Catalog:
-        """Parse and verify; :class:`CorruptionError` names ``where`` if damaged."""
+    def decode(cls, data: bytes, where: str, checksum: FormatChecksum = CRC32C) -> Catalog:
+        """Parse and verify with the format's ``checksum``; :class:`CorruptionError`
+        names ``where`` if damaged."""
         if len(data) < _HEADER.size:
             raise CorruptionError(f"catalog at {where} is truncated")
         magic, version, flags, length, end, n_runs, n_free = _HEADER.unpack_from(data)
@@ -78,7 +81,7 @@ class Catalog:
                 not _HEADER.size < length <= len(data):
             raise CorruptionError(f"catalog at {where} has a bad header")
         (stored,) = _CRC.unpack_from(data, length - _CRC.size)
-        if stored != mask(crc32c(data[: length - _CRC.size])):
+        if stored != checksum.masked(data[: length - _CRC.size]):
             raise CorruptionError(f"catalog at {where} fails its checksum")
         at = _HEADER.size
         runs = []
@@ -105,8 +108,10 @@ class Catalog:
         return cls(end, tuple(runs), tuple(free))
 
 
-def read_catalog(pages: PageFile, first_page: int) -> Catalog:
-    """The catalog that starts at ``first_page``."""
+def read_catalog(pages: PageFile, first_page: int,
+                 checksum: FormatChecksum = CRC32C) -> Catalog:
+    """The catalog that starts at ``first_page``, checked with the format's
+    ``checksum``."""
     where = f"{pages.path} page {first_page}"
     head = pages.read(first_page, 1)
     if len(head) < _HEADER.size:
@@ -117,7 +122,7 @@ def read_catalog(pages: PageFile, first_page: int) -> Catalog:
         # Checked before reading ``length`` bytes: damage must not ask for more.
         raise CorruptionError(f"catalog at {where} has a bad header")
     count = max(1, -(-length // pages.page_size))
-    return Catalog.decode(pages.read(first_page, count), where)
+    return Catalog.decode(pages.read(first_page, count), where, checksum)
 
 
 def catalog_pages(catalog_bytes: int, page_size: int) -> int:

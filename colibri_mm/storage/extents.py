@@ -30,6 +30,7 @@ from ..errors import CorruptionError
 from ..kernels.checksum import crc32c_pages
 from ..kernels.merge import Entries
 from .allocator import Allocator
+from .checksums import CRC32C, FormatChecksum
 from .pagefile import PageFile
 
 MAGIC = b"COLIEXT\x01"
@@ -141,10 +142,12 @@ class ExtentWriter:
 
 class ExtentReader:
     """Reads values stored as extents: a view of the mapped pages, checked against
-    the descriptor's CRCs the first time it is read in this process."""
+    the descriptor's CRCs (in the format's ``checksum``) the first time it is read in
+    this process."""
 
-    def __init__(self, pages: PageFile) -> None:
+    def __init__(self, pages: PageFile, checksum: FormatChecksum = CRC32C) -> None:
         self._pages = pages
+        self._checksum = checksum
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
 
@@ -165,7 +168,8 @@ class ExtentReader:
         pages = self._pages
         descriptor = Descriptor.decode(value, pages.page_size)
         view = pages.view(descriptor.first, descriptor.count)
-        bad = np.flatnonzero(crc32c_pages(view, pages.page_size) != descriptor.page_crcs)
+        bad = np.flatnonzero(self._checksum.pages(view, pages.page_size) !=
+                             descriptor.page_crcs)
         if bad.size:
             page = descriptor.first + int(bad[0])
             raise CorruptionError(f"data page {page} of an imported extent fails its "

@@ -149,6 +149,10 @@ class FileSystem:
         """Delete a file."""
         os.unlink(path)
 
+    def remove_dir(self, path: Path) -> None:
+        """Delete an empty directory."""
+        os.rmdir(path)
+
     def mkdir(self, path: Path) -> None:
         """Create a directory (and missing parents)."""
         path.mkdir(parents=True, exist_ok=True)

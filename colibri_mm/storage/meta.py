@@ -3,7 +3,9 @@ current, in which format, with which page size.
 
 The slot with the highest checkpoint id whose CRC checks wins; a checkpoint writes
 the *other* slot and syncs, so a torn meta write leaves the previous slot intact.
-Byte layout: ``docs/FORMAT.md`` section 4.
+A slot also says which format the database is in: a 1.x slot has a read and a write
+version and a CRC-32C; a 0.9 slot has one version field (bytes 8..11) and a zlib
+CRC-32 (:mod:`.checksums`). Byte layout: ``docs/FORMAT.md`` section 4.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import CorruptionError, FormatVersionError
-from ..kernels.checksum import crc32c, mask
+from .checksums import CRC32C, FORMAT_1_0, ZLIB_CRC32, checksum_of
 from .files import FileSystem
 
 META_NAME = "colibri.meta"
 MAGIC = b"COLIMETA"
 SLOT_OFFSETS = (0, 4096)
 META_FILE_SIZE = 8192
-FORMAT_1_0 = 0x0100
-"""Format versions are ``major << 8 | minor``: 1.0 is 0x0100."""
 READ_VERSION = FORMAT_1_0
 """Newest format this engine can read."""
 WRITE_VERSION = FORMAT_1_0
@@ -61,27 +61,41 @@ class Meta:
     free_list_root: int
 
     def encode(self) -> bytes:
-        """The slot's bytes, CRC included."""
-        body = _SLOT.pack(MAGIC, self.read_version, self.write_version, self.page_size,
+        """The slot's bytes, CRC included, in the layout of its format (a format
+        before 1.0 has one version field, where 1.x has the read then the write
+        version, and its own checksum)."""
+        versions = (self.read_version, self.write_version)
+        if self.write_version < FORMAT_1_0:
+            versions = (self.write_version & 0xFFFF, self.write_version >> 16)
+        body = _SLOT.pack(MAGIC, *versions, self.page_size,
                           self.database_id, self.checkpoint_id, self.checkpoint_lsn,
                           self.checkpoint_csn, self.catalog_root, self.free_list_root,
                           *_engine_version(), 0)
-        return body + _CRC.pack(mask(crc32c(body)))
+        return body + _CRC.pack(checksum_of(self.write_version).masked(body))
 
     @classmethod
     def decode(cls, data: bytes) -> Meta | None:
-        """The slot in ``data``, or None if it is empty, torn or fails its CRC."""
+        """The slot in ``data``, or None if it is empty, torn or fails its CRC.
+
+        A slot whose CRC-32C checks is a 1.x slot; one whose zlib CRC-32 checks and
+        whose 32-bit version field is below 1.0 is a 0.9 slot (read and write
+        version both that field).
+        """
         size = _SLOT.size + _CRC.size
         if len(data) < size:
             return None
         body = data[: _SLOT.size]
-        if _CRC.unpack_from(data, _SLOT.size)[0] != mask(crc32c(body)):
-            return None
         (magic, read_version, write_version, page_size, database_id, checkpoint_id,
          checkpoint_lsn, checkpoint_csn, catalog_root, free_list_root,
          *_writer) = _SLOT.unpack(body)
         if magic != MAGIC:
             return None
+        (stored,) = _CRC.unpack_from(data, _SLOT.size)
+        if stored != CRC32C.masked(body):
+            single_version = read_version | write_version << 16
+            if single_version >= FORMAT_1_0 or stored != ZLIB_CRC32.masked(body):
+                return None
+            read_version = write_version = single_version
         return cls(read_version, write_version, page_size, database_id, checkpoint_id,
                    checkpoint_lsn, checkpoint_csn, catalog_root, free_list_root)
 

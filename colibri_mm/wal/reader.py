@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import CorruptionError
 from ..kernels import walcodec
 from ..kernels.walcodec import DecodedRecords, DecodeStatus
+from ..storage.checksums import CRC32C, FormatChecksum
 from ..storage.files import FileSystem
 from .segment import (
     RECORDS_OFFSET,
@@ -62,13 +63,16 @@ class _SegmentScan:
 class WalReader:
     """Replays the WAL of one database directory (see the module docstring)."""
 
-    def __init__(self, fs: FileSystem, wal_dir: Path, database_id: bytes, mode: str) -> None:
+    def __init__(self, fs: FileSystem, wal_dir: Path, database_id: bytes, mode: str,
+                 checksum: FormatChecksum = CRC32C) -> None:
         if mode not in RECOVERY_MODES:
             raise ValueError(f"recovery mode must be one of {RECOVERY_MODES}, got {mode!r}")
         self._fs = fs
         self._wal_dir = wal_dir
         self._database_id = database_id
         self._mode = mode
+        self._checksum = checksum
+        """The format's checksum: segment headers and fragments are checked with it."""
         self._next_lsn = 0
 
     def replay(self, after_lsn: int, apply: Callable[[DecodedRecords, int], None],
@@ -126,7 +130,8 @@ class WalReader:
         """Drop segments wholly at or below ``after_lsn``: those a checkpoint made
         obsolete (normally deleted; one may come back when a power cut undoes part of
         the deletions). The segment that holds LSN ``after_lsn + 1`` is the first kept."""
-        holding = segment_holding(self._fs, self._wal_dir, numbers, after_lsn + 1)
+        holding = segment_holding(self._fs, self._wal_dir, numbers, after_lsn + 1,
+                                  self._checksum)
         start = holding[0] if holding is not None else 0
         if repair:
             for number in numbers[:start]:
@@ -151,7 +156,7 @@ class WalReader:
         finally:
             file.close()
         try:
-            header = SegmentHeader.decode(data[:RECORDS_OFFSET], path)
+            header = SegmentHeader.decode(data[:RECORDS_OFFSET], path, self._checksum)
         except CorruptionError:
             if last and self._mode != "absolute" and len(data) <= RECORDS_OFFSET:
                 report.dropped.append(f"{path}: segment header torn while it was created "
@@ -171,7 +176,8 @@ class WalReader:
         stopped = False
         while True:
             decoded = walcodec.decode(body[position:], segment=number, position=position,
-                                      block_size=header.block_size)
+                                      block_size=header.block_size,
+                                      checksum=self._checksum.name)
             self._deliver(decoded, after_lsn, apply, report, path, position)
             end = position + decoded.end
             status = decoded.status

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorruptionError
-from ..kernels.checksum import crc32c, mask
+from ..storage.checksums import CRC32C, FormatChecksum
 from ..storage.files import FileSystem
 
 MAGIC = b"COLIWAL\x00"
@@ -38,22 +38,24 @@ class SegmentHeader:
     database_id: bytes
     """16 bytes identifying the database, so a foreign segment is never replayed."""
 
-    def encode(self) -> bytes:
-        """The :data:`RECORDS_OFFSET`-byte header region."""
+    def encode(self, checksum: FormatChecksum = CRC32C) -> bytes:
+        """The :data:`RECORDS_OFFSET`-byte header region (``checksum``: the format's)."""
         body = _HEADER.pack(MAGIC, FORMAT_VERSION, self.block_size, self.segment,
                             self.first_lsn, self.database_id)
-        head = body + _CRC.pack(mask(crc32c(body)))
+        head = body + _CRC.pack(checksum.masked(body))
         return head + bytes(RECORDS_OFFSET - len(head))
 
     @classmethod
-    def decode(cls, data: bytes, path: Path) -> SegmentHeader:
-        """Parse and verify a header; :class:`CorruptionError` names the file if bad."""
+    def decode(cls, data: bytes, path: Path,
+               checksum: FormatChecksum = CRC32C) -> SegmentHeader:
+        """Parse and verify a header with the format's ``checksum``;
+        :class:`CorruptionError` names the file if bad."""
         size = _HEADER.size + _CRC.size
         if len(data) < size:
             raise CorruptionError("WAL segment header is truncated", path=str(path), offset=0)
         body = data[: _HEADER.size]
         (stored,) = _CRC.unpack_from(data, _HEADER.size)
-        if stored != mask(crc32c(body)):
+        if stored != checksum.masked(body):
             raise CorruptionError("WAL segment header fails its checksum", path=str(path),
                                   offset=0)
         magic, version, block_size, segment, first_lsn, database_id = _HEADER.unpack(body)
@@ -75,7 +77,8 @@ def segment_numbers(names: list[str]) -> list[int]:
     return sorted(int(m.group(1), 16) for m in map(_NAME.match, names) if m)
 
 
-def read_header(fs: FileSystem, wal_dir: Path, segment: int) -> SegmentHeader | None:
+def read_header(fs: FileSystem, wal_dir: Path, segment: int,
+                checksum: FormatChecksum = CRC32C) -> SegmentHeader | None:
     """The header of segment ``segment``; None if the file is gone or its header is
     not valid (torn by a crash, or being created right now)."""
     path = segment_path(wal_dir, segment)
@@ -88,19 +91,19 @@ def read_header(fs: FileSystem, wal_dir: Path, segment: int) -> SegmentHeader | 
     finally:
         file.close()
     try:
-        return SegmentHeader.decode(head, path)
+        return SegmentHeader.decode(head, path, checksum)
     except CorruptionError:
         return None
 
 
-def segment_holding(fs: FileSystem, wal_dir: Path, numbers: list[int],
-                    lsn: int) -> tuple[int, SegmentHeader] | None:
+def segment_holding(fs: FileSystem, wal_dir: Path, numbers: list[int], lsn: int,
+                    checksum: FormatChecksum = CRC32C) -> tuple[int, SegmentHeader] | None:
     """(index in ``numbers``, header) of the segment where LSN ``lsn`` is or will be:
     the last one, in order, whose first LSN is at most ``lsn`` (the scan stops at a
     header that is unreadable). None if even the first starts after ``lsn``."""
     found = None
     for index, number in enumerate(numbers):
-        header = read_header(fs, wal_dir, number)
+        header = read_header(fs, wal_dir, number, checksum)
         if header is None or header.first_lsn > lsn:
             break
         found = (index, header)
