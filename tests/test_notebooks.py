@@ -5,9 +5,10 @@ interpreter (the project's virtualenv, whatever other Python kernels the machine
 has), in a temporary working directory, with a timeout per cell. The committed
 notebooks carry no outputs: that is checked too.
 
-``COLIBRI_ANALYTICS_ROWS`` sets the size of the analytics notebook's data; the test
-uses a small size unless it is already set (``COLIBRI_ANALYTICS_ROWS=2000000`` runs
-the notebook's own default size).
+``COLIBRI_ANALYTICS_ROWS`` sets the size of the analytics notebook's data, and
+``COLIBRI_MONITORING_SECONDS`` how long the monitoring notebook loads its server; the
+test uses small sizes unless they are already set (``COLIBRI_ANALYTICS_ROWS=2000000``
+and ``COLIBRI_MONITORING_SECONDS=20`` run the notebooks' own defaults).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 300
 """Seconds any one cell may take (the slowest, the analytics import, takes a few)."""
 TEST_ANALYTICS_ROWS = "200000"
+TEST_MONITORING_SECONDS = "5"
 PROBE = "import os, sys; print(sys.executable); print(os.getcwd())"
 """A cell appended (in memory only) to check which interpreter ran the notebook, and
 where."""
@@ -35,7 +37,8 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def test_the_notebooks_are_there() -> None:
-    assert {path.name for path in NOTEBOOKS} >= {"quickstart.ipynb", "analytics.ipynb"}
+    assert {path.name for path in NOTEBOOKS} >= \
+        {"quickstart.ipynb", "analytics.ipynb", "monitoring.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -70,6 +73,8 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("COLIBRI_ANALYTICS_ROWS",
                        os.environ.get("COLIBRI_ANALYTICS_ROWS", TEST_ANALYTICS_ROWS))
+    monkeypatch.setenv("COLIBRI_MONITORING_SECONDS",
+                       os.environ.get("COLIBRI_MONITORING_SECONDS", TEST_MONITORING_SECONDS))
     workdir = tmp_path / "work"
     workdir.mkdir()
     (tmp_path / "tmp").mkdir()

@@ -13,6 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 START_TIMEOUT = 120.0
 """Seconds a start may take before the test fails (loaded CI machines are slow)."""
 
@@ -73,6 +77,20 @@ class RunningServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.resp_port}"
 
+    def client(self, **options: Any) -> redis.Redis:
+        """A redis-py client of this server that never retries a command by itself
+        (a retried INCR could apply twice; a test sees every failure)."""
+        options.setdefault("socket_timeout", START_TIMEOUT)
+        return redis.Redis(port=self.resp_port, retry=Retry(NoBackoff(), 0), **options)
+
+    def memory_bytes(self, field: str = "VmRSS") -> int:
+        """A memory figure of the server process now, from ``/proc/PID/status``:
+        ``VmRSS`` (resident set size), ``VmSize`` (virtual size) ..."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {field} for process {self.process.pid}")
+
     def log_events(self) -> list[dict[str, Any]]:
         """Every log event this process wrote so far."""
         if not self.log_path.exists():
@@ -102,6 +120,14 @@ class RunningServer:
         if self.process.poll() is None:
             os.kill(self.process.pid, sig)
         return self.wait()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leave no server behind a failed test (SIGKILL if it still runs)."""
+        if self.process.poll() is None:
+            self.stop(signal.SIGKILL)
 
     def wait(self) -> int:
         try:
