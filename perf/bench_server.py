@@ -25,6 +25,7 @@ anchor column says why: there is no stand-in figure.
 Run as ``python -m perf.bench_server`` from the repository root; prints JSON lines.
 """
 
+import contextlib
 import csv
 import functools
 import io
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,15 +141,26 @@ class Server:
             self.process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
         self.client = redis.Redis(port=port, socket_timeout=60)
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            check(self.process.poll() is None,
-                  f"{argv[:3]} exited with {self.process.returncode}: see {log_path}")
-            try:
-                if self.client.ping():
-                    break
-            except redis.ConnectionError:
-                check(time.monotonic() < deadline, f"{argv[:3]} did not start: {log_path}")
-                time.sleep(0.05)
+        with self.killed_on_error():
+            while True:
+                check(self.process.poll() is None,
+                      f"{argv[:3]} exited with {self.process.returncode}: see {log_path}")
+                try:
+                    if self.client.ping():
+                        break
+                except redis.ConnectionError:
+                    check(time.monotonic() < deadline, f"{argv[:3]} did not start: {log_path}")
+                    time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def killed_on_error(self) -> Iterator[None]:
+        """Kill the server if the block raises (a failed check leaves no server)."""
+        try:
+            yield
+        except BaseException:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def stop(self) -> int:
         """SIGTERM, wait, and the exit status."""
@@ -238,6 +250,14 @@ def check_ours(server: Server, errors_before: int) -> None:
 
 def run_round(name: str, server: Server, figures: Figures) -> None:
     """Every pipeline depth against ``server``, with its RSS, then its check and stop."""
+    with server.killed_on_error():
+        measure_round(name, server, figures)
+    status = server.stop()
+    check(status == 0, f"{name} exited with {status} on SIGTERM")
+
+
+def measure_round(name: str, server: Server, figures: Figures) -> None:
+    """The figures and checks of :func:`run_round`."""
     pid = server.process.pid
     errors_before = ours_stats(server)["server"]["error_replies"] if name == OURS else 0
     figures.rss_start_mb = max(figures.rss_start_mb, rss_mb(pid))
@@ -251,8 +271,6 @@ def run_round(name: str, server: Server, figures: Figures) -> None:
     check(server.client.dbsize() > 0, f"{name} holds no key after the SETs")
     if name == OURS:
         check_ours(server, errors_before)
-    status = server.stop()
-    check(status == 0, f"{name} exited with {status} on SIGTERM")
 
 
 def measure(root: Path, redis_binary: str | None) -> dict[str, Figures]:
