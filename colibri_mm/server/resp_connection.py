@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_REQUESTS = 1024
 """Parsed requests a connection may have waiting before it stops reading."""
+FLUSH_BYTES = 256 << 10
+"""Replies of one run of requests are written once they reach this many bytes."""
 NOAUTH: Final = ErrorReply("NOAUTH Authentication required.")
 WRONGPASS: Final = ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
 NO_PASSWORD: Final = ErrorReply(
@@ -204,6 +206,7 @@ class RespConnection(asyncio.Protocol):
         """Carry out queued requests until one must wait; write the replies."""
         requests = self._requests
         reads = self._server.begin_reads()
+        unwritten = 0
         while requests and self._waiting_for is None and not self._closing \
                 and not self._write_paused:
             args = requests.popleft()
@@ -212,6 +215,12 @@ class RespConnection(asyncio.Protocol):
             step = self._step(spec, args, reads)
             if not isinstance(step, _Waiting):
                 self._reply(out, "unknown" if spec is None else spec.name, step)
+                unwritten += len(out[-1])
+                if unwritten >= FLUSH_BYTES and self._transport is not None:
+                    # Written now, so a client that does not read its replies pauses
+                    # this loop (pause_writing) before they pile up in memory.
+                    self._write(self._transport, out)
+                    unwritten = 0
         transport = self._transport
         if transport is None:
             return
@@ -224,15 +233,20 @@ class RespConnection(asyncio.Protocol):
             elif self._eof or self._draining:
                 self._closing = True
         if out:
-            data = b"".join(out)
-            self._server.counters.net_output_bytes += len(data)
-            transport.write(data)
+            self._write(transport, out)
         if self._closing:
             transport.close()
         elif not self._reading:
             # Reading stops in data_received (and on drain, pause_writing, EOF); here
             # it may resume, the queue having shrunk.
             self._update_reading()
+
+    def _write(self, transport: asyncio.Transport, out: list[bytes]) -> None:
+        """Write the replies in ``out`` (and empty it)."""
+        data = b"".join(out)
+        out.clear()
+        self._server.counters.net_output_bytes += len(data)
+        transport.write(data)
 
     def _step(self, spec: CommandSpec | None, args: list[bytes], reads: SnapshotKeys) -> Step:
         """Carry out one request (more, for a run of writes) of the command ``spec``

@@ -28,6 +28,9 @@ from typing import Final, TypeAlias
 import hiredis
 
 CRLF: Final = b"\r\n"
+HEADER_PEEK: Final = 24
+"""Bytes of a request's start read to find its ``*N`` header (N has at most 20
+digits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +132,33 @@ class RequestReader:
         self._max_request_bytes = max_request_bytes
         self._partial_bytes = 0
         self.violation: str | None = None
+        self._fed = 0
+        """Stream offset of the end of the bytes fed so far."""
+        self._next_request = 0
+        """Stream offset where the next request begins (requests are counted in their
+        canonical encoding; a client that encodes otherwise turns the check off)."""
+        self._checked = -1
+        """Stream offset of the request whose array header was checked last."""
+        self._header = b""
+        """The start of the next request's header when it came in pieces."""
+        self._checked_count: int | None = None
+        """N of the header checked last (the request parsed there must have N
+        arguments, or the offsets are off: checking stops)."""
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add ``data``; return the requests it completes (empty requests skipped),
         up to a violation if there is one."""
         if self.violation is not None:
             return []
+        start = self._fed
+        self._fed += len(data)
         self._partial_bytes += len(data)
         self._reader.feed(data)
         requests: list[list[bytes]] = []
         try:
-            while (request := self._reader.gets()) is not False:
+            while self._array_header_fits(data, start) and \
+                    (request := self._reader.gets()) is not False:
+                self._passed(request)
                 if not request:
                     continue  # *0 or *-1: Redis ignores them too
                 if type(request) is not list or \
@@ -150,6 +169,8 @@ class RequestReader:
         except hiredis.ProtocolError as e:
             self.violation = str(e)
             return requests
+        if self.violation is not None:
+            return requests
         if requests:
             # What remains buffered is the start of the next request (hiredis keeps
             # under 1 KiB of consumed bytes besides).
@@ -158,3 +179,53 @@ class RequestReader:
             self.violation = \
                 f"request larger than max_request_bytes ({self._max_request_bytes} bytes)"
         return requests
+
+    def _array_header_fits(self, data: bytes, start: int) -> bool:
+        """Check the next request's ``*N`` header before hiredis parses it: hiredis
+        makes a list of N slots as soon as it reads the header, so a client sending
+        ``*1000000000`` would reserve gigabytes. Each element takes at least 4 bytes
+        (``$0``, CRLF, CRLF), so N may not exceed max_request_bytes / 4. False (and a
+        violation) when it does."""
+        if self._checked == self._next_request or self._next_request < 0:
+            return True
+        if self._next_request >= start:
+            offset = self._next_request - start
+            head = data[offset : offset + HEADER_PEEK]
+        else:  # the header began in an earlier piece
+            head = (self._header + data)[:HEADER_PEEK]
+        self._header = b""
+        if not head:  # the request has not begun to arrive
+            return True
+        if head[:1] != b"*":
+            self._checked = self._next_request  # hiredis judges anything else
+            return True
+        end = head.find(CRLF)
+        if end < 0:
+            if len(head) < HEADER_PEEK:  # the rest of the header has not come yet;
+                self._header = head      # hiredis cannot parse it either
+                return True
+            end = len(head)
+        count = head[1:end]
+        self._checked = self._next_request
+        self._checked_count = int(count) if count.isdigit() else None
+        if count.isdigit() and int(count) > self._max_request_bytes // 4:
+            self.violation = (f"request larger than max_request_bytes "
+                              f"({self._max_request_bytes} bytes): an array of {int(count)} "
+                              "elements")
+            return False
+        return True
+
+    def _passed(self, request: object) -> None:
+        """Move the next request's offset past ``request`` (as encoded canonically)."""
+        if self._next_request < 0:
+            return
+        if request is None:  # *-1 (or $-1)
+            self._next_request += len(b"*-1\r\n")
+        elif type(request) is list and all(type(a) is bytes for a in request) and \
+                self._checked_count in (None, len(request)):
+            self._next_request += len(b"*%d\r\n" % len(request)) + sum(
+                len(b"$%d\r\n" % len(a)) + len(a) + 2 for a in request)
+        else:
+            self._next_request = -1
+        if self._next_request > self._fed:
+            self._next_request = -1  # not encoded canonically: stop checking headers

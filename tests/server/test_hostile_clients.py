@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hiredis
-import pytest
 from resp_server_thread import RawClient
 from running_server import START_TIMEOUT, RunningServer, write_config
 
@@ -206,10 +205,6 @@ def test_oversized_partial_frames_keep_memory_bounded(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a connection carries out up to 1,024 queued "
-                   "requests and buffers all their replies before the transport can "
-                   "pause it (resp_connection.RespConnection._run): memory grows by "
-                   "1,024 replies per client that does not read")
 def test_clients_that_never_read_replies_keep_memory_bounded(tmp_path: Path) -> None:
     with RunningServer(hostile_config(tmp_path)) as server:
         connections, requests, value = 4, 1024, b"v" * (256 << 10)
@@ -236,11 +231,6 @@ def test_clients_that_never_read_replies_keep_memory_bounded(tmp_path: Path) -> 
         assert server.stop() == 0
 
 
-
-@pytest.mark.xfail(strict=True, reason="hiredis makes the list of an array when its "
-                   "header arrives: '*100000000' reserves 800 MB (a billion, 8 GB) for "
-                   "one client, and every full garbage collection of the server then "
-                   "walks it (many such clients stall the server for minutes)")
 def test_a_huge_array_header_reserves_no_memory(tmp_path: Path) -> None:
     with RunningServer(hostile_config(tmp_path)) as server:
         with server.client() as client, RawClient(server.resp_port) as raw:
