@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from ..backup import TAR_SUFFIXES, restore, verify_backup
 from ..errors import CorruptionError, LockedError
 from .database_dir import data_dir, open_database
 from .exit_codes import CHECK_FAILED, OK, CommandError, CommandParser
+from .progress_option import add_progress_option, progress_wanted
 from .server_client import server_address, server_session
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
                         help="new directory, or FILE.tar.gz")
     backup.add_argument("--json", action="store_true", help="print the manifest summary "
                         "as JSON")
-    _add_progress_option(backup)
+    add_progress_option(backup)
     backup.set_defaults(run=run_backup)
 
     restore_ = subparsers.add_parser(
@@ -56,7 +56,7 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
     restore_.add_argument("--force", action="store_true",
                           help="replace a non-empty --data-dir")
     restore_.add_argument("--json", action="store_true", help="print the report as JSON")
-    _add_progress_option(restore_)
+    add_progress_option(restore_)
     restore_.set_defaults(run=run_restore)
 
     verify = subparsers.add_parser(
@@ -66,18 +66,8 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
                     "Exits 0 when the backup is sound and 1 naming the damaged file.")
     verify.add_argument("source", metavar="PATH", help="a backup directory or .tar.gz file")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
-    _add_progress_option(verify)
+    add_progress_option(verify)
     verify.set_defaults(run=run_verify_backup)
-
-
-def _add_progress_option(parser: CommandParser) -> None:
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="draw a progress bar on standard error (default: when "
-                             "standard error is a terminal)")
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
 
 
 def run_backup(args: argparse.Namespace) -> int:
@@ -93,7 +83,7 @@ def run_backup(args: argparse.Namespace) -> int:
             raise CommandError(f"{e}. To back up a database a server has open, ask the "
                                "server: coldb --server HOST:PORT backup --output PATH") from None
         with db:
-            summary = db.backup(args.output, progress=_progress(args)).summary()
+            summary = db.backup(args.output, progress=progress_wanted(args)).summary()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -106,7 +96,7 @@ def run_backup(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     """``coldb restore --from PATH --data-dir DIR [--force]``."""
     report = restore(Path(args.source), data_dir(args), force=args.force,
-                     progress=_progress(args))
+                     progress=progress_wanted(args))
     result = {"data_dir": str(report.data_dir), "lsn": report.lsn,
               "csn": report.manifest.csn, "keys": report.keys, "tables": report.table_rows,
               "seconds": report.seconds}
@@ -124,7 +114,7 @@ def run_restore(args: argparse.Namespace) -> int:
 def run_verify_backup(args: argparse.Namespace) -> int:
     """``coldb verify-backup PATH``."""
     try:
-        manifest, report = verify_backup(Path(args.source), progress=_progress(args))
+        manifest, report = verify_backup(Path(args.source), progress=progress_wanted(args))
     except CorruptionError as e:
         raise CommandError(f"backup damaged: {e}", CHECK_FAILED) from None
     if args.json:

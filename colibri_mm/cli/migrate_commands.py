@@ -15,6 +15,7 @@ from ..migrate import FORMATS, migrate, rollback
 from ..storage.meta import WRITE_VERSION, format_version_text
 from .database_dir import data_dir
 from .exit_codes import OK, CommandError, CommandParser
+from .progress_option import add_progress_option, progress_wanted
 
 if TYPE_CHECKING:
     _Subparsers = argparse._SubParsersAction[CommandParser]
@@ -43,8 +44,7 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
     command.add_argument("--rollback", action="store_true",
                          help="put back the files the last migration replaced (refused if "
                               "the database was written since)")
-    command.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                         help="draw a progress bar on standard error (default: on)")
+    add_progress_option(command)
     command.add_argument("--json", action="store_true", help="print the report as JSON")
     command.set_defaults(run=run_migrate)
 
@@ -65,7 +65,7 @@ def run_migrate(args: argparse.Namespace) -> int:
                   f"format {record['to']} were removed)")
         return OK
     report = migrate(directory, to=args.to, dry_run=args.dry_run, verify=args.verify,
-                     progress=args.progress)
+                     progress=progress_wanted(args))
     if args.json:
         print(json.dumps(asdict(report), indent=2, default=str))
     else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..errors import TableExistsError, TableNotFoundError
 from ..tables import where
 from .database_dir import open_database
 from .exit_codes import NOT_FOUND, OK, CommandError, CommandParser, UsageError
+from .progress_option import add_progress_option, progress_wanted
 
 if TYPE_CHECKING:
     from ..tables.table import Table
@@ -101,9 +101,7 @@ def add_commands(subparsers: _Subparsers, common: CommandParser) -> None:
     import_.add_argument("--format", choices=("auto", *FORMATS), default="auto",
                          help="the file's format (default auto: from PATH's extension; "
                               "a directory is Parquet)")
-    import_.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                         help="draw a progress bar on standard error (default: when "
-                              "standard error is a terminal)")
+    add_progress_option(import_)
     import_.set_defaults(run=run_import)
 
     export = subparsers.add_parser(
@@ -237,7 +235,7 @@ def run_import(args: argparse.Namespace) -> int:
     if path.is_dir() and file_format != "parquet":
         raise CommandError(f"{path} is a directory; only Parquet data is read from a "
                            "directory")
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = progress_wanted(args)
     key = args.primary_key
     primary_key = key[0] if key is not None and len(key) == 1 else key
     columns = None if args.columns is None else list(args.columns)
