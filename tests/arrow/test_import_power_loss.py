@@ -879,9 +879,11 @@ def test_an_import_that_cannot_grow_the_data_file_fails_cleanly(tmp_path: Path) 
     db = life.open()
     life.fs.fail_at(1, {"truncate"}, fail_with=errno.ENOSPC)  # growing the data file
     rows, _ = make_rows(np.arange(3000), 1)
-    with pytest.raises(OSError) as failure:
+    with pytest.raises(cm.DiskFullError, match="import ran out of disk space") as failure:
         db.import_arrow("t0", rows, primary_key="id")
-    assert failure.value.errno == errno.ENOSPC and names_the_fault(failure.value, errno.ENOSPC)
+    cause = failure.value.__cause__
+    assert isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+    assert names_the_fault(cause, errno.ENOSPC)
     assert db.tables() == []
     step = step_import(State(), random.Random(1), 1, "t0", "create", True, np.arange(3000))
     step.run(life)
