@@ -731,6 +731,8 @@ class Database:
         stats: dict[str, Any] = {
             "path": str(self.path),
             "readonly": self.options.readonly,
+            "format_version": format_version_text(self._meta.write_version),
+            "read_only_reason": self.read_only_reason,
             "durability": self.options.durability,
             "page_size": self._meta.page_size,
             "checkpoint_id": self._checkpointer.meta.checkpoint_id

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,15 @@ class Step:
     def output(self) -> list[str]:
         return self.expected[:-1] if self.exit_status or (
             self.expected and self.expected[-1] == "[exit 0]") else self.expected
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SETUP: dict[str, Callable[[Path], None]] = {
+    # The upgrade drill starts from a real database of format 0.9.
+    "RUNBOOK-UPGRADE.md": lambda directory: shutil.copytree(
+        FIXTURES / "format-0.9", directory / "colibri-data"),
+}
+"""What a runbook's directory holds before its first command (its text says so)."""
 
 
 def steps_of(path: Path) -> list[Step]:
@@ -148,7 +158,8 @@ def _own_network_namespace() -> bool:
 
 def test_there_are_runbooks() -> None:
     names = {path.name for path in RUNBOOKS}
-    assert {"RUNBOOK-START.md", "RUNBOOK-RECOVERY.md", "RUNBOOK-BACKUP.md"} <= names
+    assert {"RUNBOOK-START.md", "RUNBOOK-RECOVERY.md", "RUNBOOK-BACKUP.md",
+            "RUNBOOK-UPGRADE.md"} <= names
     for path in RUNBOOKS:
         assert steps_of(path), f"{path.name} has no console block"
 
@@ -163,6 +174,8 @@ def test_matching_rules() -> None:
 
 @pytest.mark.parametrize("path", RUNBOOKS, ids=[p.stem for p in RUNBOOKS])
 def test_runbook(path: Path, tmp_path: Path) -> None:
+    if path.name in SETUP:
+        SETUP[path.name](tmp_path)
     shell = Shell(tmp_path)
     try:
         for step in steps_of(path):

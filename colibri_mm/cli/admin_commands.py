@@ -190,6 +190,7 @@ def _recovery_report(db: cm.Database) -> dict[str, Any]:
     stats = db.stats()
     return {
         "path": stats["path"],
+        "format": stats["format_version"],
         "mode": db.recovery.mode,
         "segments": db.recovery.segments,
         "records": stats["recovery_records"],
@@ -205,7 +206,7 @@ def _print_report(report: dict[str, Any], verdict: str, as_json: bool) -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"{verdict}: {report['path']} (recovery mode {report['mode']})")
-    for name in ("segments", "records", "transactions", "bytes"):
+    for name in ("format", "segments", "records", "transactions", "bytes"):
         print(f"{name}: {report[name]}")
     print(f"seconds: {report['seconds']:.6f}")
     for line in report["dropped"] or ["nothing"]:

@@ -72,7 +72,6 @@ HELLO_NOAUTH: Final = ErrorReply(
     "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
     "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
     "select the RESP protocol version at the same time")
-READONLY: Final = ErrorReply("READONLY this server is read-only: writes are refused")
 EXECABORT: Final = ErrorReply("EXECABORT Transaction discarded because of previous errors.")
 NOT_IN_MULTI: Final = ErrorReply("ERR Command not allowed inside a transaction")
 TRANSACTION_CONTROL: Final = frozenset({"multi", "exec", "discard", "watch", "quit"})
@@ -301,7 +300,7 @@ class RespConnection(asyncio.Protocol):
         """The error for a write to a read-only server or a key or value over the
         limits, else None."""
         if spec.write is not None and self._server.readonly:
-            return READONLY
+            return self._server.readonly_reply
         max_key = self._server.max_key_bytes
         if spec.longest_key(args) > max_key:
             return ErrorReply(f"ERR key is larger than max_key_bytes ({max_key} bytes)")

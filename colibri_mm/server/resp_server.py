@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .resp_connection import RespConnection
 from .resp_group_commit import GroupCommitCounters, GroupCommitter
+from .resp_protocol import ErrorReply
 from .resp_session import Session
 from .resp_settings import RespSettings
 from .resp_store import SnapshotKeys
@@ -66,6 +67,11 @@ class RespServer:
         self.db = database
         self.settings = settings
         self.readonly = settings.readonly or database.options.readonly
+        reason = database.read_only_reason
+        self.readonly_reply = ErrorReply(
+            "READONLY this server is read-only: writes are refused" +
+            ("" if reason is None or settings.readonly else f" ({reason})"))
+        """What a write gets (with the database's reason when the format decided)."""
         self.max_key_bytes = min(settings.max_key_bytes, database.options.max_key_size)
         self.limits = DataLimits(
             max_value_bytes=min(settings.max_value_bytes, database.options.max_value_size),
