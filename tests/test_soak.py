@@ -40,7 +40,8 @@ def test_a_one_minute_soak_passes_and_writes_its_csv_and_plot(tmp_path: Path) ->
 
 def samples(rss: list[float], fds: list[int], every: float = 10.0) -> list[object]:
     return [soak.Sample(seconds=i * every, ops_per_second=1000.0, p95_ms=5.0,
-                        commits_per_second=100.0, commit_p95_ms=2.0, rss_mb=r,
+                        commits_per_second=100.0, commit_p95_ms=2.0, rss_mb=r + 150,
+                        rss_anon_mb=r,
                         server_cpu_percent=50.0, load_average=2.0, open_fds=f,
                         wal_mb=1.0, data_mb=64.0, disk_free_gb=50.0, errors=0,
                         snapshot_held=0)
@@ -56,9 +57,18 @@ def test_steady_growth_is_a_leak_and_warm_up_is_not() -> None:
     assert soak.leaks(samples(warm, flat_fds), duration) == []
     growing = [300 + i * 2.5 + w for i, w in enumerate(wobble)]  # +150 MB over the run
     [reason] = soak.leaks(samples(growing, flat_fds), duration)
-    assert reason.startswith("leak: RSS grew steadily: +15")
+    assert reason.startswith("leak: anonymous RSS grew steadily: +15")
     leaking_fds = [150 + i // 2 for i in range(n)]  # one more every 20 s
     [reason] = soak.leaks(samples(warm, leaking_fds), duration)
+    assert reason.startswith("leak: open descriptors grew steadily: +30")
+
+
+def test_a_short_run_judges_descriptors_but_not_rss() -> None:
+    n, duration = 31, 60.0  # every 2 s
+    growing = [300.0 + i * 3 for i in range(n)]
+    assert soak.leaks(samples(growing, [150] * n, every=2.0), duration) == []
+    [reason] = soak.leaks(samples(growing, [150 + i for i in range(n)], every=2.0),
+                          duration)
     assert reason.startswith("leak: open descriptors grew steadily: +30")
 
 
