@@ -468,7 +468,8 @@ class ChildProcess:
 
     def __init__(self, name: str, target: Callable[..., None], *args: object) -> None:
         receiving, sending = multiprocessing.Pipe(duplex=False)
-        self.process = SPAWN.Process(target=target, args=(*args, sending), name=name)
+        self.process = SPAWN.Process(target=target, args=(*args, sending), name=name,
+                                     daemon=True)  # ended with the soak if it fails
         self.process.start()
         sending.close()
         self.listener = threading.Thread(target=self._listen, args=(receiving,),
@@ -891,11 +892,21 @@ class Outcome:
 
 
 def soak(run: Run, stamp: str) -> Outcome:
-    """The load, its samples, and the checks after it."""
+    """The load, its samples, and the checks after it (the server is killed if they
+    raise)."""
     directory = run.out / f"soak-{stamp}"
     directory.mkdir(parents=True)
-    data_dir = directory / "data"
     server, flight_port = start_server(directory)
+    try:
+        return load_and_check(run, stamp, server, flight_port, directory / "data")
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def load_and_check(run: Run, stamp: str, server: Server, flight_port: int,
+                   data_dir: Path) -> Outcome:
     set_up(server.port, run.clients)
     holder = SnapshotHolder(data_dir, run.seconds / 2)
     holder.wait_until_held()
@@ -908,13 +919,16 @@ def soak(run: Run, stamp: str) -> Outcome:
     sampler = Sampler(server, data_dir, run.out / f"soak-{stamp}.csv", run.sample_seconds,
                       tally, holder, stop)
     threads = [sampler.thread, imports.thread, *(c.thread for c in clients)]
-    for thread in threads:
-        thread.start()
-    time.sleep(run.seconds)
-    stop.set()
-    large_stop.set()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(run.seconds)
+    finally:
+        stop.set()
+        large_stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join()
     problems = [] if (status := large.finish()) == 0 else \
         [f"the large-MULTI client exited with {status}"]
     holder.finish()
