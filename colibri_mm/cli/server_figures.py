@@ -13,6 +13,8 @@ from typing import Any
 
 from rich.table import Table
 
+from .table_commands import human_bytes
+
 CONNECTIONS_WARN = 0.9
 """Share of ``max_connections`` in use from which ``health`` says ``warn``."""
 
@@ -140,15 +142,7 @@ def _percent(ratio: float | None) -> str:
 
 
 def _bytes(count: float | None) -> str:
-    if count is None:
-        return "-"
-    if abs(count) < 1000:
-        return f"{count:,.0f} B"
-    for unit in ("KB", "MB"):
-        count /= 1000
-        if abs(count) < 1000:
-            return f"{count:,.1f} {unit}"
-    return f"{count / 1000:,.1f} GB"
+    return "-" if count is None else human_bytes(int(count))
 
 
 def _duration(seconds: float) -> str:

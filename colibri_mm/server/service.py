@@ -24,6 +24,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import colibri_mm as cm
@@ -115,7 +116,7 @@ class Service:
             self.flight = await asyncio.to_thread(
                 FlightService, db, server.host, server.flight_port,
                 password_check=None if check is None else
-                check.throttled(config.security.auth_failure_delay_ms / 1000),
+                _throttled(check, config.security.auth_failure_delay_ms / 1000),
                 readonly=options.readonly, tls=tls, observe_request=metrics.observe_request)
             self.flight.start()
         log.info("listening", extra=self.addresses())
@@ -214,22 +215,13 @@ class _PasswordCheck:
     0.2 s; callers run it off the event loop), so a password that passed is
     remembered as an HMAC under a key made at start and later compared in constant
     time (Flight clients sending Basic credentials on every call pay the PBKDF2
-    once). Failures are never remembered; ``failure_delay`` seconds are slept after
-    each, for callers with no throttle of their own (Flight; the RESP server delays
-    failed AUTH replies itself)."""
+    once). Failures are never remembered."""
 
-    def __init__(self, encoded: str, failure_delay: float = 0.0) -> None:
+    def __init__(self, encoded: str) -> None:
         self._encoded = encoded
-        self._failure_delay = failure_delay
         self._key = secrets.token_bytes(32)
         self._accepted: set[bytes] = set()
         self._lock = threading.Lock()
-
-    def throttled(self, delay: float) -> _PasswordCheck:
-        """The same check, sleeping ``delay`` seconds after each failure."""
-        check = _PasswordCheck(self._encoded, delay)
-        check._key, check._accepted, check._lock = self._key, self._accepted, self._lock
-        return check
 
     def __call__(self, password: str) -> bool:
         mac = hmac.new(self._key, password.encode("utf-8", "surrogateescape"),
@@ -242,5 +234,16 @@ class _PasswordCheck:
             with self._lock:
                 self._accepted.add(mac)
             return True
-        time.sleep(self._failure_delay)
         return False
+
+
+def _throttled(check: Callable[[str], bool], delay: float) -> Callable[[str], bool]:
+    """``check``, sleeping ``delay`` seconds after each failure: for Flight, which has
+    no throttle of its own (the RESP server delays failed AUTH replies itself)."""
+
+    def throttled_check(password: str) -> bool:
+        if check(password):
+            return True
+        time.sleep(delay)
+        return False
+    return throttled_check
