@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
 .PHONY: run demo test lint typecheck pytest perf clean clean-cache dev audit audit-offline docs \
-	release-check
+	release-check soak-release
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,13 @@ $(REDIS_SERVER):
 	{ $$apt_get update >/dev/null && \
 	  $$apt_get install -y --no-install-recommends redis-server >/dev/null; } || \
 	echo "make perf: redis-server could not be installed; bench_server runs without it"
+
+## make soak-release: the release-size staging burn-in (SOAK_MINUTES, default 30),
+## recorded in perf/SOAK.json and copied into perf/RESULTS.md (even when it fails)
+SOAK_MINUTES ?= 30
+soak-release: $(STAMP_DEV)
+	$(BIN)/python -m perf.soak --minutes $(SOAK_MINUTES) --record perf/SOAK.json; \
+	status=$$?; $(BIN)/python -m perf.run --soak-only && exit $$status
 
 ## make release-check: every go-live gate (tests, audit, docs, deploy to staging with its
 ## smoke test, a short soak, the perf suite against its targets), then a GO / NO-GO

@@ -23,6 +23,10 @@ from perf.harness import TIME_UNITS, log
 PERF = Path(__file__).resolve().parent
 ROOT = PERF.parent
 RESULTS = PERF / "RESULTS.md"
+SOAK = PERF / "SOAK.json"
+"""The release-size staging burn-in, written by ``perf/soak.py --record``."""
+SOAK_HEADING = "\n## Staging burn-in"
+"""Where the soak section of RESULTS.md starts (``--soak-only`` rewrites from there)."""
 MAKE_COMMAND = "make perf"
 COLUMNS = ("Benchmark", "What is measured", "Unit", "Ours", "Anchor", "Anchor figure",
            "Ratio", "Target", "Met", "Best of")
@@ -43,7 +47,10 @@ under the same conditions. **Ratio** is how many times better ours is than the a
 *informational* has no target and is there for context.
 
 The crash and power-loss campaigns are not benchmarks; their release-size runs are
-recorded by hand, with their commands, in [`CAMPAIGNS.md`](CAMPAIGNS.md).
+recorded by hand, with their commands, in [`CAMPAIGNS.md`](CAMPAIGNS.md). The
+staging burn-in (`perf/soak.py`) takes too long for `make perf`: its last
+release-size run is recorded in `perf/SOAK.json` by `perf/soak.py --record` (`make
+soak-release`), and its figures are copied into the last section here.
 """
 
 
@@ -168,11 +175,68 @@ def render(results: dict[str, list[Result]], seconds: float) -> str:
     for name, module_results in results.items():
         lines += ["", f"## `perf.{name}`", "", summary_line(name), "",
                   *table([row(r) for r in module_results])]
+    lines += soak_section()
     return "\n".join(lines) + "\n"
 
 
+def soak_section() -> list[str]:
+    """The last section: the release-size soak recorded in :data:`SOAK`."""
+    lines = ["", SOAK_HEADING.strip() + " (`perf.soak`)", ""]
+    if not SOAK.exists():
+        return [*lines, f"No release-size soak recorded: `{SOAK.relative_to(ROOT)}` "
+                        "is missing; run `make soak-release`."]
+    soak = json.loads(SOAK.read_text())
+    f = soak["figures"]
+    large = f"{f['large_transactions']}"
+    if f["large_transactions"]:
+        large += f" ({f['large_seconds_mean']:.1f} s mean, {f['large_seconds_max']:.1f} s max)"
+    growth = f["rss_anon_mb_fitted_growth"]
+    figures = [
+        ("Verdict", f"**{soak['verdict']}**" + "".join(f"; {r}" for r in soak["reasons"])),
+        ("Length and load", f"{f['minutes']:g} min; {f['clients']} RESP clients, a "
+                            "client EXECing a 100,000-command MULTI every 20 s, a Flight "
+                            "client, a reader holding a snapshot for the first half"),
+        ("Acknowledged operations/s", f"mean {f['tps_mean']:,.0f}, min {f['tps_min']:,.0f}"),
+        ("Client p95 latency per window", f"median {f['p95_ms_median']:.1f} ms, max "
+                                          f"{f['p95_ms_max']:.1f} ms"),
+        ("Server commits/s, commit p95", f"mean {f['commits_per_second_mean']:,.0f}, "
+                                         f"median p95 {f['commit_p95_ms_median']:.1f} ms"),
+        ("RSS (all; anonymous)", f"{f['rss_mb_start']:.0f} → {f['rss_mb_end']:.0f} MB, max "
+                                 f"{f['rss_mb_max']:.0f}; {f['rss_anon_mb_start']:.0f} → "
+                                 f"{f['rss_anon_mb_end']:.0f} MB"),
+        ("Anonymous RSS, second half", f"{f['rss_anon_mb_second_half_min']:.0f}-"
+                                       f"{f['rss_anon_mb_second_half_max']:.0f} MB, fitted "
+                                       + ("—" if growth is None else f"{growth:+.0f} MB")
+                                       + " over the run"),
+        ("Open descriptors", f"{f['fds_start']} → {f['fds_end']} (max {f['fds_max']})"),
+        ("WAL, data file", f"WAL max {f['wal_mb_max']:.0f} MB, end {f['wal_mb_end']:.0f} MB; "
+                           f"data file end {f['data_mb_end']:.0f} MB"),
+        ("Large MULTI/EXECs acknowledged", large),
+        ("Flight imports acknowledged", f"{f['flight_imports']}"),
+        ("Snapshot held", f"{f['snapshot_held_seconds']:.0f} s, {f['snapshot_rereads']} "
+                          f"re-reads of {f['snapshot_keys']} keys unchanged"),
+        ("Errors, WATCH retries, exit", f"{f['errors']}, {f['watch_retries']:,}, exit status "
+                                        f"{f['exit_status']}"),
+        ("Machine", f"server CPU mean {f['server_cpu_percent_mean']:.0f}% of one core; "
+                    f"load average mean {f['load_average_mean']:.1f} on {f['cpus']} CPUs"),
+    ]
+    return [*lines, f"Command: `{soak['command']}` (run at `{soak['revision']}`, started "
+                    f"{soak['started']}). What each figure means, and the earlier runs: "
+                    "`perf/soak.py` and [`CAMPAIGNS.md`](CAMPAIGNS.md).", "",
+            "| Figure | Value |", "| --- | --- |",
+            *(f"| {name} | {value.replace('|', chr(92) + '|')} |" for name, value in figures)]
+
+
 def main() -> None:
-    """Run all bench modules, then write RESULTS.md."""
+    """Run all bench modules, then write RESULTS.md; with ``--soak-only``, rewrite
+    only its last section from :data:`SOAK` and keep the benchmark sections."""
+    if sys.argv[1:] == ["--soak-only"]:
+        benchmarks = RESULTS.read_text().partition(SOAK_HEADING)[0].rstrip("\n")
+        RESULTS.write_text(benchmarks + "\n" + "\n".join(soak_section()) + "\n")
+        log(f"perf.run: rewrote the soak section of {RESULTS.relative_to(ROOT)}")
+        return
+    if sys.argv[1:]:
+        sys.exit("usage: python -m perf.run [--soak-only]")
     start = time.perf_counter()
     results = {name: run_module(name) for name in bench_modules()}
     RESULTS.write_text(render(results, time.perf_counter() - start))

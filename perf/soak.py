@@ -72,8 +72,10 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import random
+import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -96,6 +98,8 @@ from colibri_mm.cli.server_client import ServerClient
 from colibri_mm.cli.server_commands import server_stats
 from perf.bench_kv import MB
 from perf.bench_server import Server, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_CLIENTS = 120
 KEYS_PER_CLIENT = 16
@@ -969,44 +973,112 @@ def verdict(outcome: Outcome, run: Run) -> list[str]:
     return reasons
 
 
-def summary(outcome: Outcome, run: Run) -> str:
-    """The figures of the run in a few lines."""
+def figures(outcome: Outcome, run: Run) -> dict[str, Any]:
+    """The figures of the run by name (what the summary prints and ``--record``
+    keeps); empty when there were no samples."""
     s = outcome.samples
     if not s:
-        return "no samples"
+        return {}
     ops = [x.ops_per_second for x in s]
-    commits = [x.commits_per_second for x in s]
     p95s = [x.p95_ms for x in s]
+    half = [x for x in s if x.seconds >= run.seconds / 2] or s
     large = outcome.large.seconds
+    return {
+        "minutes": run.minutes, "clients": run.clients, "samples": len(s),
+        "sample_seconds": run.sample_seconds,
+        "tps_mean": statistics.fmean(ops), "tps_min": min(ops),
+        "commits_per_second_mean": statistics.fmean(x.commits_per_second for x in s),
+        "p95_ms_median": statistics.median(p95s), "p95_ms_max": max(p95s),
+        "commit_p95_ms_median": statistics.median(x.commit_p95_ms for x in s),
+        "rss_mb_start": s[0].rss_mb, "rss_mb_end": s[-1].rss_mb,
+        "rss_mb_max": max(x.rss_mb for x in s),
+        "rss_anon_mb_start": s[0].rss_anon_mb, "rss_anon_mb_end": s[-1].rss_anon_mb,
+        "rss_anon_mb_second_half_min": min(x.rss_anon_mb for x in half),
+        "rss_anon_mb_second_half_max": max(x.rss_anon_mb for x in half),
+        "rss_anon_mb_fitted_growth": fitted_growth_of(half, run, "rss_anon_mb"),
+        "fds_start": s[0].open_fds, "fds_end": s[-1].open_fds,
+        "fds_max": max(x.open_fds for x in s),
+        "fds_fitted_growth": fitted_growth_of(half, run, "open_fds"),
+        "server_cpu_percent_mean": statistics.fmean(x.server_cpu_percent for x in s),
+        "load_average_mean": statistics.fmean(x.load_average for x in s),
+        "cpus": os.cpu_count(),
+        "wal_mb_end": s[-1].wal_mb, "wal_mb_max": max(x.wal_mb for x in s),
+        "data_mb_end": s[-1].data_mb, "data_mb_max": max(x.data_mb for x in s),
+        "disk_free_gb_end": s[-1].disk_free_gb,
+        "large_transactions": len(large),
+        "large_seconds_mean": statistics.fmean(large) if large else None,
+        "large_seconds_max": max(large) if large else None,
+        "flight_imports": outcome.imports.generations.acked,
+        "snapshot_held_seconds": run.seconds / 2, "snapshot_keys": outcome.holder.keys,
+        "snapshot_rereads": outcome.holder.checks,
+        "errors": outcome.tally.error_count(), "watch_retries": outcome.tally.watch_retries,
+        "exit_status": outcome.exit_status,
+    }
+
+
+def fitted_growth_of(samples: Sequence[Sample], run: Run, name: str) -> float | None:
+    """:func:`fitted_growth` of the column ``name`` over the whole run (``None``
+    with fewer than :data:`LEAK_MIN_SAMPLES` samples)."""
+    if len(samples) < LEAK_MIN_SAMPLES:
+        return None
+    return fitted_growth([x.seconds for x in samples],
+                         [float(getattr(x, name)) for x in samples], run.seconds)
+
+
+def summary(f: dict[str, Any]) -> str:
+    """The :func:`figures` of the run in a few lines."""
+    if not f:
+        return "no samples"
+    large = f"{f['large_transactions']} acknowledged"
+    if f["large_transactions"]:
+        large += f", {f['large_seconds_mean']:.1f} s mean, {f['large_seconds_max']:.1f} s max"
     return "\n".join([
-        f"soak {run.minutes:g} min, {run.clients} clients + a large-MULTI client + a "
-        f"Flight client + a snapshot reader; {len(s)} samples every {run.sample_seconds:g} s",
-        f"TPS (acknowledged operations/s): mean {statistics.fmean(ops):,.0f}, "
-        f"min {min(ops):,.0f}; server commits/s mean {statistics.fmean(commits):,.0f}",
-        f"client p95 latency: median {statistics.median(p95s):.1f} ms, "
-        f"max {max(p95s):.1f} ms; commit p95 median "
-        f"{statistics.median(x.commit_p95_ms for x in s):.1f} ms",
-        f"RSS {s[0].rss_mb:.0f} MB -> {s[-1].rss_mb:.0f} MB (max "
-        f"{max(x.rss_mb for x in s):.0f}), anonymous {s[0].rss_anon_mb:.0f} MB -> "
-        f"{s[-1].rss_anon_mb:.0f} MB; fds {s[0].open_fds} -> {s[-1].open_fds} "
-        f"(max {max(x.open_fds for x in s)})",
-        f"machine: server CPU mean {statistics.fmean(x.server_cpu_percent for x in s):.0f}% "
+        f"soak {f['minutes']:g} min, {f['clients']} clients + a large-MULTI client + a "
+        f"Flight client + a snapshot reader; {f['samples']} samples every "
+        f"{f['sample_seconds']:g} s",
+        f"TPS (acknowledged operations/s): mean {f['tps_mean']:,.0f}, "
+        f"min {f['tps_min']:,.0f}; server commits/s mean {f['commits_per_second_mean']:,.0f}",
+        f"client p95 latency: median {f['p95_ms_median']:.1f} ms, "
+        f"max {f['p95_ms_max']:.1f} ms; commit p95 median "
+        f"{f['commit_p95_ms_median']:.1f} ms",
+        f"RSS {f['rss_mb_start']:.0f} MB -> {f['rss_mb_end']:.0f} MB (max "
+        f"{f['rss_mb_max']:.0f}), anonymous {f['rss_anon_mb_start']:.0f} MB -> "
+        f"{f['rss_anon_mb_end']:.0f} MB; fds {f['fds_start']} -> {f['fds_end']} "
+        f"(max {f['fds_max']})",
+        f"machine: server CPU mean {f['server_cpu_percent_mean']:.0f}% "
         f"of one core, 1-minute load average mean "
-        f"{statistics.fmean(x.load_average for x in s):.1f} on {os.cpu_count()} CPUs",
-        f"WAL {s[-1].wal_mb:.1f} MB (max {max(x.wal_mb for x in s):.1f}); data file "
-        f"{s[-1].data_mb:.1f} MB (max {max(x.data_mb for x in s):.1f}); free disk "
-        f"{s[-1].disk_free_gb:.1f} GB",
-        f"large MULTI/EXEC of {BIG_COMMANDS:,}: {len(large)} acknowledged"
-        + (f", {statistics.fmean(large):.1f} s mean, {max(large):.1f} s max" if large else "")
-        + f"; Flight imports of {FLIGHT_ROWS:,} rows: {outcome.imports.generations.acked}; "
-        f"snapshot held {run.seconds / 2:.0f} s ({outcome.holder.keys} keys, "
-        f"{outcome.holder.checks} re-reads)",
-        *([] if run.seconds >= RSS_JUDGED_SECONDS else [
+        f"{f['load_average_mean']:.1f} on {f['cpus']} CPUs",
+        f"WAL {f['wal_mb_end']:.1f} MB (max {f['wal_mb_max']:.1f}); data file "
+        f"{f['data_mb_end']:.1f} MB (max {f['data_mb_max']:.1f}); free disk "
+        f"{f['disk_free_gb_end']:.1f} GB",
+        f"large MULTI/EXEC of {BIG_COMMANDS:,}: {large}; Flight imports of "
+        f"{FLIGHT_ROWS:,} rows: {f['flight_imports']}; snapshot held "
+        f"{f['snapshot_held_seconds']:.0f} s ({f['snapshot_keys']} keys, "
+        f"{f['snapshot_rereads']} re-reads)",
+        *([] if f["minutes"] * 60 >= RSS_JUDGED_SECONDS else [
             f"RSS not judged for a leak: runs shorter than {RSS_JUDGED_SECONDS / 60:g} "
             "minutes end inside the heap's warm-up"]),
-        f"errors {outcome.tally.error_count()}, WATCH retries {outcome.tally.watch_retries}, "
-        f"server exit status {outcome.exit_status}",
+        f"errors {f['errors']}, WATCH retries {f['watch_retries']}, "
+        f"server exit status {f['exit_status']}",
     ])
+
+
+def revision() -> str:
+    """The checkout's commit (``-dirty`` when it has changes), or ``unknown``."""
+    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    return described or "unknown"
+
+
+def record(path: Path, f: dict[str, Any], reasons: list[str], stamp: str, at: str,
+           argv: Sequence[str]) -> None:
+    """Write the run's figures, verdict, command and the revision ``at`` which it
+    started to ``path`` as JSON (what ``perf/run.py`` puts in ``perf/RESULTS.md``)."""
+    document = {"started": stamp, "revision": at,
+                "command": shlex.join([".venv/bin/python", "-m", "perf.soak", *argv]),
+                "verdict": "FAIL" if reasons else "PASS", "reasons": reasons,
+                "figures": f}
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1020,17 +1092,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="directory of the CSV, the PNG and the server's data and log "
                              "(default: a new temporary directory)")
     parser.add_argument("--sample-seconds", type=float, default=2.0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--record", type=Path, default=None,
+                        help="also write the figures, the verdict and this command as "
+                             "JSON to this file (perf/SOAK.json is the release run that "
+                             "make perf puts in perf/RESULTS.md)")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
     out = args.out or Path(tempfile.mkdtemp(prefix="soak-"))
     run = Run(args.minutes, args.clients, out, args.sample_seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    started_at = revision()
 
     outcome = soak(run, stamp)
     reasons = verdict(outcome, run)
     png = out / f"soak-{stamp}.png"
     plot(outcome.samples, png, f"colibri-mm soak, {run.minutes:g} min, "
          f"{run.clients} clients: {'FAIL' if reasons else 'PASS'}")
-    print(summary(outcome, run))
+    run_figures = figures(outcome, run)
+    print(summary(run_figures))
+    if args.record:
+        record(args.record, run_figures, reasons, stamp, started_at, arguments)
     print(f"csv: {out / f'soak-{stamp}.csv'}\npng: {png}\nserver data and log: "
           f"{out / f'soak-{stamp}'}")
     for reason in reasons:
