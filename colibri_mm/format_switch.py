@@ -8,7 +8,10 @@ replaces them by the files of a sibling directory, ``incoming`` (e.g.
 ``.migrate-1.0``), keeping the replaced ones in ``outgoing`` (e.g. ``.rollback-0.9``):
 
 1. The caller has written and synced every incoming file and both directories, and
-   holds the write lock.
+   holds the write lock. No other process may have the database open for reading
+   (a reader announces itself in the reader table of ``LOCK``): its open files would
+   be moved away under it. :func:`refuse_open_readers` checks, and :func:`switch`
+   checks again just before its commit point.
 2. The **journal** ``SWITCH`` is written beside ``SWITCH.partial``, synced and renamed
    into place, and the directory synced: the commit point. Before it, the directory
    holds the old database untouched (an incoming directory without a journal is
@@ -32,10 +35,11 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import CorruptionError
+from .errors import CorruptionError, LockedError
 from .storage.files import FileSystem
 from .storage.meta import META_NAME
 from .storage.pagefile import DATA_NAME
+from .txn.reader_table import ReaderTable
 from .txn.writer_lock import ProcessWriteLock
 
 JOURNAL_NAME = "SWITCH"
@@ -51,8 +55,11 @@ def switch(fs: FileSystem, directory: Path, incoming: str, outgoing: str) -> Non
     current ones into ``directory/outgoing`` (see the module docstring).
 
     The caller holds the write lock, and has synced the incoming files and their
-    directories; ``outgoing`` must not hold database files yet.
+    directories; ``outgoing`` must not hold database files yet. Raises
+    :class:`LockedError`, having changed nothing, while another process has the
+    database open for reading.
     """
+    refuse_open_readers(fs, directory, "switching its files")
     move_in = [name for name in DATABASE_FILES if fs.exists(directory / incoming / name)]
     move_out = [name for name in DATABASE_FILES if fs.exists(directory / name)]
     fs.mkdir(directory / outgoing)
@@ -70,6 +77,24 @@ def switch(fs: FileSystem, directory: Path, incoming: str, outgoing: str) -> Non
     fs.rename(partial, directory / JOURNAL_NAME)
     fs.sync_dir(directory)  # the commit point
     _complete(fs, directory, journal)
+
+
+def refuse_open_readers(fs: FileSystem, directory: Path, action: str) -> None:
+    """Raise :class:`LockedError` naming them if processes other than this one have
+    the database in ``directory`` open for reading: ``action`` would replace the
+    files under them."""
+    readers = ReaderTable(fs, directory)
+    try:
+        pids = readers.other_readers()
+    finally:
+        readers.close()
+    if pids:
+        raise LockedError(
+            f"{len(pids)} other process{'es' if len(pids) > 1 else ''} "
+            f"(pid {', '.join(map(str, pids))}) {'have' if len(pids) > 1 else 'has'} "
+            f"{directory} open for reading, and {action} would replace the files under "
+            "them: close them (a coldb-server, a connect(..., readonly=True) in a "
+            "notebook or script) and try again; nothing was changed")
 
 
 def switch_pending(fs: FileSystem, directory: Path) -> bool:

@@ -42,7 +42,14 @@ import pyarrow as pa
 
 from .arrow.progress import Progress
 from .errors import CorruptionError, FormatVersionError, MigrationError
-from .format_switch import DATABASE_FILES, WAL_NAME, finish_switch, switch, switch_pending
+from .format_switch import (
+    DATABASE_FILES,
+    WAL_NAME,
+    finish_switch,
+    refuse_open_readers,
+    switch,
+    switch_pending,
+)
 from .kernels import walcodec
 from .kernels.walcodec import DecodeStatus
 from .kv.keys import TABLE_CHUNKS
@@ -404,7 +411,8 @@ def migrate(directory: str | Path, *, to: str = "1.0", dry_run: bool = False,
         The database cannot be migrated as asked (a rollback copy is in the way, or
         ``verify`` found a difference); nothing changed.
     LockedError
-        Another process has the database open for writing.
+        Another process has the database open, for writing or (unless ``dry_run``)
+        for reading; nothing changed.
     """
     fs = file_system or FileSystem()
     path = Path(directory)
@@ -446,6 +454,7 @@ def _migrate_locked(fs: FileSystem, path: Path, target_version: int, dry_run: bo
                              "before migrating again")
     output_root = None if dry_run else staging
     if not dry_run:
+        refuse_open_readers(fs, path, f"migrating it to format {report.target}")
         _remove_tree(fs, staging)  # an attempt that stopped before its switch
         _remove_tree(fs, path / rolled_back_name(target_version))  # a finished rollback's
         fs.mkdir(staging)
@@ -461,6 +470,9 @@ def _migrate_locked(fs: FileSystem, path: Path, target_version: int, dry_run: bo
         fs.sync_dir(path)
         if verify:
             report.verified = _compare(path, staging)
+        # Again, now that the new files are ready: a reader may have opened meanwhile.
+        # (switch checks once more, at its commit point.)
+        refuse_open_readers(fs, path, f"migrating it to format {report.target}")
     except BaseException:
         if not dry_run:
             _remove_tree(fs, staging)

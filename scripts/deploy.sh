@@ -257,9 +257,24 @@ deploy() {
 
     # 5. The SBOM of that environment, then the checksums of everything in dist/.
     step "Writing the SBOM (dist/sbom.cdx.json) and dist/SHA256SUMS"
+    # colibri-mm is the SBOM's top-level component (metadata.component, from
+    # pyproject.toml), every installed package a component it depends on. Its version
+    # is dynamic in pyproject.toml, so cyclonedx-py leaves it out: the wheel's goes in.
     run_logged "$RELEASE/logs/sbom.log" "$tools_python" -m cyclonedx_py environment \
-        --mc-type library --output-format JSON \
+        --pyproject pyproject.toml --mc-type application --output-format JSON \
         --output-file dist/sbom.cdx.json "$RELEASE/venv" || die "the SBOM could not be generated"
+    "$tools_python" - dist/sbom.cdx.json "$version" <<'PY' || die "the SBOM could not be completed"
+import json
+import sys
+
+path, version = sys.argv[1:]
+with open(path) as file:
+    bom = json.load(file)
+bom["metadata"]["component"].update(version=version, purl=f"pkg:pypi/colibri-mm@{version}")
+with open(path, "w") as file:
+    json.dump(bom, file, indent=2)
+    file.write("\n")
+PY
     (cd dist && sha256sum "$wheel" "$sdist" sbom.cdx.json >SHA256SUMS &&
         sha256sum --check --quiet SHA256SUMS) || die "dist/SHA256SUMS does not verify"
     sed 's/^/    /' dist/SHA256SUMS

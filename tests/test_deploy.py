@@ -64,9 +64,17 @@ def check_dist(dist: Path) -> None:
         assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == digest, name
     sbom = json.loads((dist / "sbom.cdx.json").read_text())
     assert sbom["bomFormat"] == "CycloneDX"
-    versions = {c["name"]: c.get("version") for c in sbom["components"]}
-    assert versions["colibri-mm"] == wheels[0].name.split("-")[1]
-    assert versions["numpy"] and versions["pyarrow"] and versions["redis"]
+    version = wheels[0].name.split("-")[1]
+    root = sbom["metadata"]["component"]
+    assert (root["name"], root["version"], root["type"]) == ("colibri-mm", version,
+                                                             "application")
+    assert root["purl"] == f"pkg:pypi/colibri-mm@{version}"
+    assert root["licenses"][0]["license"]["id"] == "MIT"
+    components = {c["bom-ref"]: c for c in sbom["components"]}
+    [direct] = [d["dependsOn"] for d in sbom["dependencies"] if d["ref"] == root["bom-ref"]]
+    assert {"numpy", "pyarrow", "redis", "hiredis", "numba"} <= {components[ref]["name"]
+                                                                 for ref in direct}
+    assert all(c.get("version") for c in components.values())
 
 
 def check_release(release: Path, tmp_path: Path) -> None:

@@ -282,6 +282,90 @@ def test_migrate_refuses_while_a_writer_has_it_open(tmp_path: Path) -> None:
         migrate(directory, to="0.9")
 
 
+class ReaderProcess:
+    """A child process holding ``directory`` open read-only (a notebook, a
+    coldb-server of an older release...) until :meth:`stop`."""
+
+    PROGRAM = ("import sys, colibri_mm\n"
+               "db = colibri_mm.connect(sys.argv[1], readonly=True)\n"
+               "print('open', flush=True)\n"
+               "sys.stdin.read()\n"
+               "db.close()\n")
+
+    def __init__(self, directory: Path) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", self.PROGRAM, str(directory)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline() == "open\n"
+
+    def stop(self) -> None:
+        self.process.communicate("")
+        assert self.process.returncode == 0
+
+    def kill(self) -> None:
+        """SIGKILL: its reader slot is left behind, naming a dead process."""
+        self.process.kill()
+        self.process.communicate()
+
+
+def test_migrate_refuses_while_another_process_reads_it(tmp_path: Path) -> None:
+    directory = fixture_copy(tmp_path)
+    before = file_hashes(directory)
+    reader = ReaderProcess(directory)
+    try:
+        with pytest.raises(colibri_mm.LockedError,
+                           match=rf"pid {reader.process.pid}\) has .* open for reading"):
+            migrate(directory)
+        assert file_hashes(directory) == before
+        assert sorted(p.name for p in directory.iterdir()) == \
+            ["LOCK", "colibri.meta", "data.pages", "wal"]
+        migrate(directory, dry_run=True)  # writes nothing, so it is allowed
+    finally:
+        reader.stop()
+    migrate(directory)
+    assert format_of(directory) == "1.0" and content(directory) == EXPECTED
+
+
+def test_migrate_refuses_a_reader_that_opened_during_it(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import colibri_mm.migrate as migration
+    directory = fixture_copy(tmp_path)
+    before = file_hashes(directory)
+    readers: list[ReaderProcess] = []
+    compare = migration._compare
+
+    def compare_while_a_reader_opens(path: Path, staging: Path) -> dict[str, Any]:
+        readers.append(ReaderProcess(path))
+        return compare(path, staging)
+
+    monkeypatch.setattr(migration, "_compare", compare_while_a_reader_opens)
+    try:
+        with pytest.raises(colibri_mm.LockedError, match="open for reading"):
+            migrate(directory, verify=True)
+    finally:
+        for reader in readers:
+            reader.stop()
+    assert len(readers) == 1
+    assert file_hashes(directory) == before  # the new files were removed, the old kept
+    assert sorted(p.name for p in directory.iterdir()) == \
+        ["LOCK", "colibri.meta", "data.pages", "wal"]
+
+
+def test_rollback_refuses_while_another_process_reads_it(tmp_path: Path) -> None:
+    directory = fixture_copy(tmp_path)
+    migrate(directory)
+    reader = ReaderProcess(directory)
+    try:
+        with pytest.raises(colibri_mm.LockedError, match="open for reading"):
+            rollback(directory)
+        assert format_of(directory) == "1.0"
+    finally:
+        reader.kill()
+    rollback(directory)  # the slot of a killed reader does not stand in the way
+    assert format_of(directory) == "0.9"
+
+
 # -- the CLI ---------------------------------------------------------------------------
 
 

@@ -73,7 +73,17 @@ class ReaderTable:
 
         Slots of dead readers are cleared on the way.
         """
-        oldest: int | None = None
+        return min((checkpoint_id for _, checkpoint_id in self._live_slots()), default=None)
+
+    def other_readers(self) -> list[int]:
+        """Pids of the live reader processes other than this one (slots of dead
+        readers are cleared on the way)."""
+        return sorted({pid for pid, _ in self._live_slots() if pid != os.getpid()})
+
+    def _live_slots(self) -> list[tuple[int, int]]:
+        """``(pid, checkpoint_id)`` of every slot a live reader holds, this process's
+        included (its own fcntl locks do not keep it from locking their bytes)."""
+        live = []
         data = self._file.pread(SLOTS * SLOT_SIZE, SLOTS_OFFSET).ljust(SLOTS * SLOT_SIZE, b"\0")
         for slot in range(SLOTS):
             pid, checkpoint_id = _SLOT.unpack_from(data, slot * SLOT_SIZE)
@@ -84,8 +94,8 @@ class ReaderTable:
                 self._file.pwrite(bytes(SLOT_SIZE), start)  # a dead reader's slot
                 self._file.unlock(start, SLOT_SIZE)
                 continue
-            oldest = checkpoint_id if oldest is None else min(oldest, checkpoint_id)
-        return oldest
+            live.append((pid, checkpoint_id))
+        return live
 
     def close(self) -> None:
         """Free this process's slot (if any) and close the file."""
