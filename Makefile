@@ -54,7 +54,7 @@ pytest: $(STAMP_DEV)
 ## make dev: create .venv with the dev extras (the tools of audit, docs and scripts/deploy.sh)
 dev: $(STAMP_DEV)
 
-## make audit: pip-audit (fails if its vulnerability service cannot be reached), bandit,
+## make audit: pip-audit (fails while any package could not be audited), bandit,
 ## licences (scripts/audit.py; exceptions with reasons in audit/allowlist.txt)
 audit: $(STAMP_DEV)
 	$(BIN)/python scripts/audit.py

@@ -4,11 +4,15 @@
    project's ``.venv``: colibri-mm's dependencies and the dev tools), against PyPI's
    vulnerability service. Any known vulnerability fails, unless ``audit/allowlist.txt``
    names it with a reason (the service gives no severity, so none is waved through as
-   "low"). A dependency the service could not answer for was *not* audited: when it
-   is unreachable (no network, or an index mirror without the per-release JSON API)
-   the check says so and fails; ``AUDIT_ALLOW_UNREACHABLE=1`` (what ``make test``
-   sets) turns that into a loud "NOT CHECKED" that does not fail, and it never
-   reports an unaudited package as clean.
+   "low"). pip-audit asks PyPI's per-release JSON API (``/pypi/<project>/<version>/
+   json``); where an index or proxy answers only the per-project one
+   (``/pypi/<project>/json``), a package whose installed version is the project's
+   latest release is audited from that document's ``vulnerabilities``, which PyPI
+   defines as those of the latest release (``AUDIT_PYPI_JSON_URL`` points this at a
+   mirror). A dependency nobody could answer for was *not* audited: the check names
+   it and fails; ``AUDIT_ALLOW_UNREACHABLE=1`` (what ``make test`` sets) turns that
+   into a loud "NOT CHECKED" that does not fail, and it never reports an unaudited
+   package as clean. colibri-mm itself (installed editable) is not a dependency.
 2. **Code**: ``bandit`` over ``colibri_mm`` and ``kernels`` (the installed
    ``colibri_mm.kernels``): no high-severity finding; every ``# nosec`` must name the
    test it silences and give a reason (``# nosec B603: argv is fixed``).
@@ -26,9 +30,18 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWLIST = ROOT / "audit" / "allowlist.txt"
@@ -37,6 +50,12 @@ CODE_DIRS = ("colibri_mm", "kernels")
 OWN_PACKAGE = "colibri-mm"
 NOSEC = re.compile(r"#\s*nosec\b(?P<rest>.*)")
 DOCUMENTED_NOSEC = re.compile(r"\s+B\d{3}(,\s*B\d{3})*\s*:\s*\S")
+PYPI_JSON_URL = os.environ.get("AUDIT_PYPI_JSON_URL", "https://pypi.org/pypi")
+"""PyPI's JSON API: ``PYPI_JSON_URL/<project>/json`` is the per-project document."""
+PYPI_TIMEOUT = 10
+"""Seconds one per-project request may take (pip-audit's own is the same)."""
+PYPI_REQUESTS = 8
+"""Per-project documents fetched at once."""
 TOOL_TIMEOUT = 300
 """Seconds one tool may run: pip-audit asks PyPI once per package, and a network that
 drops packets rather than refusing them would otherwise hold CI for long."""
@@ -106,8 +125,20 @@ def check_vulnerabilities(allowlist: Allowlist, allow_unreachable: bool) -> Outc
         return Outcome(check, not_checked, "pip-audit could not reach its vulnerability "
                        "service: NOTHING WAS AUDITED", [str(e)])
     assert isinstance(report, dict)
-    dependencies = report["dependencies"]
+    return judge_vulnerabilities(report, allowlist, not_checked)
+
+
+def judge_vulnerabilities(report: dict[str, Any], allowlist: Allowlist,
+                          not_checked: str) -> Outcome:
+    """The outcome of pip-audit's JSON ``report``, completed by
+    :func:`audit_latest_releases`; ``not_checked`` is the status of a report that
+    leaves packages unaudited (``FAIL`` or ``NOT CHECKED``)."""
+    check = "vulnerabilities (pip-audit)"
+    dependencies = [d for d in report["dependencies"] if normalized(d["name"]) != OWN_PACKAGE]
+    answered_by_pip_audit = sum("skip_reason" not in d for d in dependencies)
+    dependencies = audit_latest_releases(dependencies)
     skipped = [d for d in dependencies if "skip_reason" in d]
+    from_latest = len(dependencies) - len(skipped) - answered_by_pip_audit
     found = [(d["name"], d["version"], v) for d in dependencies for v in d.get("vulns", [])]
     details = []
     failed = False
@@ -122,11 +153,11 @@ def check_vulnerabilities(allowlist: Allowlist, allow_unreachable: bool) -> Outc
         else:
             details.append(f"{name} {version}: {vuln['id']} accepted: {reason}")
     audited = len(dependencies) - len(skipped)
-    if skipped:
-        details.append(f"not audited ({len(skipped)}): "
-                       + ", ".join(d["name"] for d in skipped[:8])
-                       + (", ..." if len(skipped) > 8 else "")
-                       + f" -- {skipped[0]['skip_reason']}")
+    if from_latest:
+        details.append(f"{from_latest} of the {audited} audited from PyPI's per-project "
+                       "document (installed version = latest release): the index did "
+                       "not answer pip-audit's per-release query")
+    details += [f"not audited: {d['skip_reason']}" for d in skipped]
     if failed:
         return Outcome(check, "FAIL", f"known vulnerabilities not in {ALLOWLIST.name}", details)
     if skipped:
@@ -136,6 +167,59 @@ def check_vulnerabilities(allowlist: Allowlist, allow_unreachable: bool) -> Outc
                        "packages NOT AUDITED", details)
     return Outcome(check, "PASS", f"{audited} packages audited, no known vulnerability"
                    + (f" beyond {len(found)} documented" if found else ""), details)
+
+
+def audit_latest_releases(dependencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``dependencies`` (pip-audit's report), where each one pip-audit could not audit
+    is audited from PyPI's per-project document if its installed version is the
+    latest release, or keeps a ``skip_reason`` that says why not."""
+    unreachable = threading.Event()
+    with ThreadPoolExecutor(PYPI_REQUESTS) as pool:
+        return list(pool.map(lambda d: audit_latest_release(d, unreachable), dependencies))
+
+
+def audit_latest_release(dependency: dict[str, Any],
+                         unreachable: threading.Event) -> dict[str, Any]:
+    """One dependency of :func:`audit_latest_releases`. Once one request finds the
+    index unreachable (no answer at all, rather than an HTTP error), ``unreachable``
+    is set and no more are sent: a network that drops packets costs one timeout."""
+    if "skip_reason" not in dependency or unreachable.is_set():
+        return dependency
+    name = dependency["name"]
+    try:
+        installed = dependency.get("version") or metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return dependency
+    url = f"{PYPI_JSON_URL}/{urllib.parse.quote(name)}/json"
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise SystemExit(f"AUDIT_PYPI_JSON_URL must be an http(s) URL, got {PYPI_JSON_URL!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=PYPI_TIMEOUT) as response:
+            project = json.load(response)
+        latest = project["info"]["version"]
+        vulnerabilities = project["vulnerabilities"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if isinstance(e, OSError) and not isinstance(e, urllib.error.HTTPError):
+            unreachable.set()
+        return {"name": name, "version": installed,
+                "skip_reason": f"{name} {installed}: pip-audit: {dependency['skip_reason']}; "
+                               f"{url}: {type(e).__name__}: {e}"}
+    if not same_version(installed, latest):
+        return {"name": name, "version": installed,
+                "skip_reason": f"{name} {installed}: the index answers only for the latest "
+                               f"release ({latest}), not per release"}
+    return {"name": name, "version": installed,
+            "vulns": [{"id": v["id"], "aliases": v.get("aliases") or [],
+                       "fix_versions": v.get("fixed_in") or []}
+                      for v in vulnerabilities if not v.get("withdrawn")]}
+
+
+def same_version(a: str, b: str) -> bool:
+    """Whether two version strings name the same release (``1.0`` is ``1.0.0``)."""
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 def undocumented_nosec() -> Iterator[str]:
