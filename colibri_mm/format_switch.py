@@ -89,11 +89,13 @@ def refuse_open_readers(fs: FileSystem, directory: Path, action: str) -> None:
     finally:
         readers.close()
     if pids:
+        many = len(pids) > 1
+        them = "them" if many else "it"
         raise LockedError(
-            f"{len(pids)} other process{'es' if len(pids) > 1 else ''} "
-            f"(pid {', '.join(map(str, pids))}) {'have' if len(pids) > 1 else 'has'} "
+            f"{len(pids)} other process{'es' if many else ''} "
+            f"(pid {', '.join(map(str, pids))}) {'have' if many else 'has'} "
             f"{directory} open for reading, and {action} would replace the files under "
-            "them: close them (a coldb-server, a connect(..., readonly=True) in a "
+            f"{them}: close {them} (a coldb-server, a connect(..., readonly=True) in a "
             "notebook or script) and try again; nothing was changed")
 
 
