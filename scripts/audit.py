@@ -318,9 +318,9 @@ def main() -> int:
     for outcome in outcomes:
         print(f"  {outcome.check:<28} {outcome.status:<12} {outcome.summary}")
     if any(o.status == "NOT CHECKED" for o in outcomes):
-        print("\n!!! WARNING: the vulnerability scan was NOT done (AUDIT_ALLOW_UNREACHABLE=1); "
-              "run `make audit` where PyPI's vulnerability service is reachable before a "
-              "release !!!", file=sys.stderr)
+        print("\n!!! WARNING: the vulnerability scan is NOT complete (AUDIT_ALLOW_UNREACHABLE=1): "
+              "packages named above were not audited; run `make audit` where PyPI's "
+              "vulnerability service is reachable before a release !!!", file=sys.stderr)
     return 1 if any(o.status == "FAIL" for o in outcomes) else 0
 
 
