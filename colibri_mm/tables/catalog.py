@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..errors import CorruptionError
 from ..kv.keys import SYSTEM_PREFIX
+from .row_format import RowLayout, row_layout
 
 CATALOG_PREFIX = SYSTEM_PREFIX + b"\x01"
 TABLE_PREFIX = CATALOG_PREFIX + b"T"
@@ -66,6 +67,16 @@ class TableDef:
         """Whether the primary key is one int64 column (point reads encode it directly)."""
         key = self.primary_key
         return key is not None and len(key) == 1 and self.schema.field(key[0]).type == pa.int64()
+
+    @functools.cached_property
+    def positions(self) -> dict[str, int]:
+        """Each column's position in the schema, by name."""
+        return {name: i for i, name in enumerate(self.schema.names)}
+
+    @functools.cached_property
+    def row_layout(self) -> RowLayout:
+        """The stored form of the table's tail rows (:mod:`.row_format`)."""
+        return row_layout(self.schema)
 
     def encode(self) -> bytes:
         """The catalog value (see the module docstring)."""

@@ -5,28 +5,51 @@ once committed (compaction writes new chunks), and only committed chunks reach t
 cache (it is filled by snapshot reads). So a parsed chunk, made from a private copy
 of the value (never a view of the mapped file, whose pages may be reused), stays
 right for as long as it is kept; the cache only has to bound its size (least
-recently used first out).
+recently used first out). An entry also keeps, made on first use, readers of its
+columns' buffers: of Python values for point reads, of the stored row form for
+updates.
 """
 
 from __future__ import annotations
 
+import datetime
+import struct
 import threading
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal
 
 import pyarrow as pa
+
+from .row_format import Cells, ColumnBytes, IntegerFormat, row_layout
 
 DEFAULT_BYTES = 64 << 20
 """Default bound on the Arrow bytes the cache holds."""
 ADMIT_EVERY = 64
 """Once the cache is full, one chunk miss in this many is copied in."""
+NumberFormat = IntegerFormat | Literal["f", "d"]
+"""memoryview formats of numbers."""
+_NUMBER_FORMATS: dict[pa.DataType, NumberFormat] = {
+    pa.int8(): "b", pa.int16(): "h", pa.int32(): "i", pa.int64(): "q", pa.uint8(): "B",
+    pa.uint16(): "H", pa.uint32(): "I", pa.uint64(): "Q", pa.float32(): "f", pa.float64(): "d"}
+"""memoryview formats of the number types, whose values Python reads straight from
+the values buffer exactly as ``as_py`` gives them."""
+_EPOCH = datetime.datetime(1970, 1, 1)
+_TIME_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+"""Timestamp units whose values without a time zone ``as_py`` gives as the epoch plus
+a ``timedelta`` of that unit (nanoseconds it may give as a pandas ``Timestamp``)."""
 
 
-class CachedChunk(NamedTuple):
+class CachedChunk:
     """A parsed chunk, and its columns as arrays (what point reads index into)."""
 
-    rows: pa.Table
-    arrays: list[pa.Array]
+    __slots__ = ("_python", "_readers", "arrays", "rows")
+
+    def __init__(self, rows: pa.Table, arrays: list[pa.Array]) -> None:
+        self.rows = rows
+        self.arrays = arrays
+        self._readers: list[ColumnBytes] | None = None
+        self._python: list[Callable[[int], Any]] | None = None
 
     @classmethod
     def of(cls, rows: pa.Table) -> CachedChunk:
@@ -38,6 +61,58 @@ class CachedChunk(NamedTuple):
     def nbytes(self) -> int:
         """Arrow bytes held."""
         return int(self.rows.nbytes)
+
+    def values(self, row: int) -> list[Any]:
+        """Row ``row`` as Python values (those ``as_py`` gives), through readers of
+        the columns made on first use (:func:`_python_values`)."""
+        python = self._python
+        if python is None:
+            python = self._python = [_python_values(array) for array in self.arrays]
+        return [value(row) for value in python]
+
+    def cells(self, row: int) -> Cells:
+        """Row ``row`` in the stored row form (:mod:`.row_format`), read through
+        readers of the columns' buffers made on first use (what an update copies)."""
+        readers = self._readers
+        if readers is None:
+            layout = row_layout(self.rows.schema)
+            readers = self._readers = [ColumnBytes(array, spec) for array, spec in
+                                       zip(self.arrays, layout.columns, strict=True)]
+        return [reader.value(row) for reader in readers]
+
+
+def _python_values(array: pa.Array) -> Callable[[int], Any]:
+    """What gives value ``row`` of ``array`` as ``as_py`` does: numbers, strings,
+    binaries and timestamps without a time zone of a column without nulls straight
+    from its buffers (several times faster), anything else through Arrow's scalars."""
+    kind = array.type
+    t = pa.types
+    if not array.null_count:
+        buffers = array.buffers()
+        code = _NUMBER_FORMATS.get(kind)
+        if code is not None:
+            return _typed(buffers[1], code, array.offset, len(array)).__getitem__
+        if t.is_timestamp(kind) and kind.tz is None and kind.unit in _TIME_UNITS:
+            numbers = _typed(buffers[1], "q", array.offset, len(array))
+            unit = _TIME_UNITS[kind.unit]
+            return lambda row: _EPOCH + datetime.timedelta(**{unit: numbers[row]})
+        if t.is_string(kind) or t.is_binary(kind) or t.is_large_string(kind) or \
+                t.is_large_binary(kind):
+            large = t.is_large_string(kind) or t.is_large_binary(kind)
+            offsets = _typed(buffers[1], "q" if large else "i", array.offset, len(array) + 1)
+            data = memoryview(b"" if buffers[2] is None else buffers[2])
+            if t.is_string(kind) or t.is_large_string(kind):
+                return lambda row: str(data[offsets[row] : offsets[row + 1]], "utf-8")
+            return lambda row: data[offsets[row] : offsets[row + 1]].tobytes()
+    return lambda row: array[row].as_py()
+
+
+def _typed(buffer: pa.Buffer, code: NumberFormat, offset: int,
+           count: int) -> memoryview[Any]:
+    """Items ``offset`` to ``offset + count`` of ``buffer`` read as memoryview format
+    ``code``."""
+    width = struct.calcsize(code)
+    return memoryview(buffer)[offset * width : (offset + count) * width].cast(code)
 
 
 class ChunkCache:

@@ -1,6 +1,8 @@
 """One table row as one stored value (the form of a table's tail rows, :mod:`.tail`):
 made from Arrow columns and read back into Arrow columns for many rows at once, with
-numpy, never value by value.
+numpy, never value by value. An update of one row works on its *cells* instead (each
+column's stored bytes, :data:`Cells`): read from the old row's Arrow buffers or split
+from its stored form, changed, and joined, with no Arrow array made for the row.
 
 A row is a header (column count ``<u2``, then a null bitmap, bit ``i`` of byte
 ``i // 8`` set when column ``i`` holds a value), then a *fixed part* of the same size
@@ -14,7 +16,9 @@ section 8.1.
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +29,22 @@ from ..kernels.sort import gather_slices
 
 _FIXED, _BOOL, _VAR = 0, 1, 2
 
+Cells = list[bytes | None]
+"""One row's columns in their stored form (a variable-length value without its
+length), None for a null: what :meth:`RowLayout.encode` joins into a stored row."""
+
+IntegerFormat = Literal["b", "B", "h", "H", "i", "I", "q", "Q"]
+"""memoryview formats of integers."""
+_INDEX_FORMATS: dict[tuple[int, bool], IntegerFormat] = {
+    (8, True): "b", (8, False): "B", (16, True): "h", (16, False): "H",
+    (32, True): "i", (32, False): "I", (64, True): "q", (64, False): "Q"}
+"""memoryview formats of dictionary indices by (bit width, signed)."""
+_NUMBERS = {pa.int8(): "<b", pa.int16(): "<h", pa.int32(): "<i", pa.int64(): "<q",
+            pa.uint8(): "<B", pa.uint16(): "<H", pa.uint32(): "<I", pa.uint64(): "<Q",
+            pa.float64(): "<d"}
+"""``struct`` formats of the types whose Python values (an int, a float for float64)
+:func:`number_cell` packs itself: exactly as Arrow converts them, as the same bytes."""
+
 
 @dataclass(frozen=True)
 class _Column:
@@ -33,17 +53,96 @@ class _Column:
     width: int
     value_type: pa.DataType
     """The type the bytes are read as (a dictionary column's value type)."""
+    nullable: bool
+    large: bool
+    """A variable-length column with 64-bit offsets."""
+    utf8: bool
+    """A string column (its bytes must be UTF-8)."""
+    number: tuple[type, struct.Struct] | None
+    """For a column of :data:`_NUMBERS`: the Python type packed, and how."""
+
+
+def number_cell(spec: _Column, value: Any) -> bytes | None:
+    """The cell of ``value`` if it is a Python int for an integer column (in its
+    range) or a float for a float64 column; None for any other value, which Arrow
+    converts (and refuses with its own words)."""
+    number = spec.number
+    if number is None or type(value) is not number[0]:
+        return None
+    try:
+        return number[1].pack(value)
+    except struct.error:
+        return None
 
 
 @dataclass(frozen=True)
-class _Layout:
+class RowLayout:
+    """Where each column of ``schema``'s rows lies in the stored form."""
+
+    schema: pa.Schema
     columns: tuple[_Column, ...]
     bitmap_bytes: int
     fixed_size: int
 
+    def encode(self, cells: Cells) -> bytes:
+        """The stored form of one row of ``cells``."""
+        bitmap = 0
+        fixed = []
+        var = []
+        for i, (spec, cell) in enumerate(zip(self.columns, cells, strict=True)):
+            if cell is None:
+                fixed.append(bytes(spec.width))
+                continue
+            bitmap |= 1 << i
+            if spec.kind == _VAR:
+                fixed.append(len(cell).to_bytes(4, "little"))
+                var.append(cell)
+            else:
+                fixed.append(cell)
+        return b"".join([len(self.columns).to_bytes(2, "little"),
+                         bitmap.to_bytes(self.bitmap_bytes, "little"), *fixed, *var])
+
+    def cells(self, row: bytes, where: str) -> Cells:
+        """The cells of stored row ``row``; damage raises :class:`CorruptionError`
+        naming ``where`` (the checks of :func:`decode_rows`, which words the error)."""
+        cells = self._split(row)
+        if cells is None:
+            decode_rows(self.schema, (np.array([0, len(row)], np.int64),
+                                      np.frombuffer(row, np.uint8)), where)
+            raise AssertionError("decode_rows accepted a row found damaged")
+        return cells
+
+    def _split(self, row: bytes) -> Cells | None:
+        """The cells of ``row``, or None if it is damaged."""
+        if len(row) < self.fixed_size or \
+                int.from_bytes(row[:2], "little") != len(self.columns):
+            return None
+        bitmap = int.from_bytes(row[2 : 2 + self.bitmap_bytes], "little")
+        cells: Cells = []
+        at = self.fixed_size
+        for i, spec in enumerate(self.columns):
+            present = (bitmap >> i) & 1
+            if not present and not spec.nullable:
+                return None
+            if spec.kind != _VAR:
+                cells.append(row[spec.offset : spec.offset + spec.width] if present else None)
+                continue
+            size = int.from_bytes(row[spec.offset : spec.offset + 4], "little")
+            if size >= 1 << 31 and not spec.large:
+                return None
+            cell = row[at : at + size]
+            at += size
+            if spec.utf8:
+                try:
+                    cell.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            cells.append(cell if present else None)
+        return cells if at == len(row) else None
+
 
 @functools.lru_cache(maxsize=256)
-def _layout(schema: pa.Schema) -> _Layout:
+def _layout(schema: pa.Schema) -> RowLayout:
     bitmap_bytes = (len(schema) + 7) // 8
     offset = 2 + bitmap_bytes
     columns = []
@@ -56,9 +155,20 @@ def _layout(schema: pa.Schema) -> _Layout:
             kind, width = _VAR, 4
         else:
             kind, width = _FIXED, value_type.bit_width // 8
-        columns.append(_Column(kind, offset, width, value_type))
+        t = pa.types
+        number = _NUMBERS.get(field.type)
+        columns.append(_Column(kind, offset, width, value_type, field.nullable,
+                               t.is_large_string(value_type) or t.is_large_binary(value_type),
+                               t.is_string(value_type) or t.is_large_string(value_type),
+                               None if number is None else
+                               (float if number == "<d" else int, struct.Struct(number))))
         offset += width
-    return _Layout(tuple(columns), bitmap_bytes, offset)
+    return RowLayout(schema, tuple(columns), bitmap_bytes, offset)
+
+
+def row_layout(schema: pa.Schema) -> RowLayout:
+    """The layout of rows of ``schema`` (made once per schema)."""
+    return _layout(schema)
 
 
 def _is_var(kind: pa.DataType) -> bool:
@@ -73,47 +183,35 @@ def encode_rows(rows: pa.Table) -> list[bytes]:
     Tail writes are a few rows, so this goes row by row over the Arrow buffers (a
     numpy pass costs more per call than it saves); reading back is the bulk side."""
     layout = _layout(rows.schema)
-    count = len(rows.schema).to_bytes(2, "little")
-    columns = [_ColumnBytes(column, spec) for column, spec in
-               zip(rows.columns, layout.columns, strict=True)]
-    encoded = []
-    for r in range(rows.num_rows):
-        bitmap = 0
-        fixed = []
-        var = []
-        for i, column in enumerate(columns):
-            value = column.value(r)
-            if value is None:
-                fixed.append(column.null)
-                continue
-            bitmap |= 1 << i
-            if column.spec.kind == _VAR:
-                fixed.append(len(value).to_bytes(4, "little"))
-                var.append(value)
-            else:
-                fixed.append(value)
-        encoded.append(b"".join([count, bitmap.to_bytes(layout.bitmap_bytes, "little"),
-                                 *fixed, *var]))
-    return encoded
+    columns = [ColumnBytes(column.chunk(0) if column.num_chunks == 1
+                           else column.combine_chunks(), spec)
+               for column, spec in zip(rows.columns, layout.columns, strict=True)]
+    return [layout.encode([column.value(r) for column in columns])
+            for r in range(rows.num_rows)]
 
 
-class _ColumnBytes:
-    """The stored bytes of one column's values, read from its Arrow buffers."""
+class ColumnBytes:
+    """The stored bytes of one column's values, read from an Arrow array's buffers
+    (a dictionary column's through its indices: nothing is decoded up front)."""
 
-    def __init__(self, column: pa.ChunkedArray, spec: _Column) -> None:
-        array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        if spec.value_type != array.type:
-            array = array.dictionary_decode()
+    def __init__(self, array: pa.Array, spec: _Column) -> None:
         self.spec = spec
-        self.null = bytes(spec.width)
+        self._dictionary: ColumnBytes | None = None
+        if pa.types.is_dictionary(array.type):
+            self._dictionary = ColumnBytes(array.dictionary, spec)
+            index = array.type.index_type
+            index_format = _INDEX_FORMATS[index.bit_width,
+                                          pa.types.is_signed_integer(index)]
+            array = array.indices
         buffers = array.buffers()
         self._offset = array.offset
         self._validity = memoryview(buffers[0]) if array.null_count else None
         self._values = memoryview(buffers[1]) if buffers[1] is not None else memoryview(b"")
         self._data = memoryview(b"")
-        if spec.kind == _VAR:
-            large = spec.value_type in (pa.large_string(), pa.large_binary())
-            self._values = self._values.cast("q" if large else "i")
+        if self._dictionary is not None:
+            self._values = self._values.cast(index_format)
+        elif spec.kind == _VAR:
+            self._values = self._values.cast("q" if spec.large else "i")
             if buffers[2] is not None:
                 self._data = memoryview(buffers[2])
 
@@ -123,6 +221,8 @@ class _ColumnBytes:
         at = self._offset + row
         if self._validity is not None and not (self._validity[at >> 3] >> (at & 7)) & 1:
             return None
+        if self._dictionary is not None:
+            return self._dictionary.value(self._values[at])
         spec = self.spec
         if spec.kind == _FIXED:
             return self._values[at * spec.width : (at + 1) * spec.width].tobytes()
@@ -171,8 +271,7 @@ def decode_rows(schema: pa.Schema, values: Varlen, where: str) -> pa.Table:
         else:
             offsets, data = gather_slices(var_at, sizes[i], blob, np.arange(n))
             var_at = var_at + sizes[i]
-            dtype = np.int64 if spec.value_type in (pa.large_string(), pa.large_binary()) \
-                else np.int32
+            dtype = np.int64 if spec.large else np.int32
             if dtype == np.int32 and offsets[-1] >= 2**31:
                 raise CorruptionError(f"{where}: a stored column is too long")
             buffers = [validity, pa.py_buffer(offsets.astype(dtype)), pa.py_buffer(data)]

@@ -37,6 +37,7 @@ from .catalog import TableDef, table_part
 from .chunk_cache import CachedChunk, ChunkCache
 from .conform import column_array
 from .keys import encode_key, encode_keys, key_numbers
+from .row_format import Cells
 
 INDEX = SYSTEM_PREFIX + b"\x02"
 CHUNKS = TABLE_CHUNKS
@@ -215,18 +216,33 @@ def get(view: KvView, definition: TableDef, key: Any,
     where = find(view, definition, key)
     if where is None:
         return None
-    chunk, row = where
-    names = definition.schema.names
-    cached = None if chunk == tail.TAIL_CHUNK else _chunk_entry(view, definition, chunk,
-                                                                 cache)
-    if cached is None or len(cached.arrays) != len(names) or \
-            not 0 <= row < cached.rows.num_rows:
-        rows = rows_at(view, definition, chunk, [row], cache)
-        cached, row = CachedChunk(rows, [c.chunk(0) for c in rows.columns]), 0
-    # Value by value from the columns' arrays (kept in the cache): several times
-    # faster than a one-row slice's to_pylist, with the same Python values.
-    return {name: array[row].as_py() for name, array in zip(names, cached.arrays,
-                                                            strict=True)}
+    entry, row = _row_entry(view, definition, *where, cache)
+    # Value by value through readers of the columns kept with the cached chunk:
+    # several times faster than a one-row slice's to_pylist, the same Python values.
+    return dict(zip(definition.positions, entry.values(row), strict=True))
+
+
+def stored_cells(view: KvView, definition: TableDef, chunk: int, row: int,
+                 cache: ChunkCache | None) -> Cells:
+    """Row ``row`` of chunk ``chunk`` (or of the tail) as its columns' bytes in the
+    stored row form of :mod:`.row_format` (what an update copies into the new row)."""
+    if chunk == tail.TAIL_CHUNK:
+        return tail.cells(view, definition, row)
+    entry, position = _row_entry(view, definition, chunk, row, cache)
+    return entry.cells(position)
+
+
+def _row_entry(view: KvView, definition: TableDef, chunk: int, row: int,
+               cache: ChunkCache | None) -> tuple[CachedChunk, int]:
+    """The parsed chunk holding row ``row`` of chunk ``chunk`` and the row's position
+    in it: the chunk itself (usually from ``cache``), or an entry of just that row
+    for a tail row or a chunk written before a column was added."""
+    entry = None if chunk == tail.TAIL_CHUNK else _chunk_entry(view, definition, chunk,
+                                                                cache)
+    if entry is None or len(entry.arrays) != len(definition.schema) or \
+            not 0 <= row < entry.rows.num_rows:
+        return CachedChunk.of(rows_at(view, definition, chunk, [row], cache)), 0
+    return entry, row
 
 
 def rows_at(view: KvView, definition: TableDef, chunk: int,

@@ -40,6 +40,10 @@ class Table:
         self._db = db
         self._name = name
         self._snapshot = snapshot
+        self._known: tuple[int, TableDef] | None = None
+        """(CSN, the definition a snapshot of that CSN sees): the catalog only changes
+        by a commit, which makes a new CSN, so reads of snapshots taken at the same
+        CSN skip the lookup."""
 
     def _read(self, work: Callable[[KvSnapshotView, TableDef], T]) -> T:
         """``work(view, definition)`` in this table's snapshot, or in one taken now
@@ -49,9 +53,18 @@ class Table:
             return work(view, registry.lookup(view, self._name))
         snap = self._db.snapshot()
         try:
-            return work(snap.kv, registry.lookup(snap.kv, self._name))
+            return work(snap.kv, self._lookup(snap))
         finally:
             snap.close()
+
+    def _lookup(self, snapshot: Snapshot) -> TableDef:
+        """The table's definition as ``snapshot`` (just taken, so open) sees it."""
+        known = self._known
+        if known is not None and known[0] == snapshot.csn:
+            return known[1]
+        definition = registry.lookup(snapshot.kv, self._name)
+        self._known = snapshot.csn, definition
+        return definition
 
     def _definition(self) -> TableDef:
         return self._read(lambda _, definition: definition)

@@ -26,7 +26,7 @@ from ..kv.keys import SYSTEM_PREFIX, prefix_end
 from ..kv.views import KvTransactionView, KvView
 from .catalog import TableDef, table_part
 from .keys import key_numbers
-from .row_format import decode_rows, encode_rows
+from .row_format import Cells, decode_rows
 
 TAIL = SYSTEM_PREFIX + b"\x09"
 TAIL_STATE = SYSTEM_PREFIX + b"\x0a"
@@ -48,13 +48,14 @@ def next_seq(view: KvView, definition: TableDef) -> int:
     return 0 if stored is None else int.from_bytes(stored, "big")
 
 
-def append(view: KvTransactionView, definition: TableDef, rows: pa.Table,
+def append(view: KvTransactionView, definition: TableDef, rows: Sequence[bytes],
            first: int) -> np.ndarray:
-    """Store ``rows`` as tail rows ``first, first + 1, ...`` (the caller folds the
-    tail before they would pass ``tail_rows``); returns their row ids."""
-    for seq, value in enumerate(encode_rows(rows), first):
+    """Store ``rows`` (in the row form of :mod:`.row_format`) as tail rows ``first,
+    first + 1, ...`` (the caller folds the tail before they would pass
+    ``tail_rows``); returns their row ids."""
+    for seq, value in enumerate(rows, first):
         view.put_raw(_key(definition, seq), value)
-    end = first + rows.num_rows
+    end = first + len(rows)
     view.put_raw(TAIL_STATE + table_part(definition), end.to_bytes(4, "big"))
     return (np.uint64(TAIL_CHUNK) << np.uint64(32)) | np.arange(first, end, dtype=np.uint64)
 
@@ -72,14 +73,22 @@ def restart(view: KvTransactionView, definition: TableDef) -> None:
 
 def rows_at(view: KvView, definition: TableDef, seqs: Sequence[int]) -> pa.Table:
     """Tail rows ``seqs`` in that order (each must exist: an index points at it)."""
-    values = []
-    for seq in seqs:
-        value = view.get_raw(_key(definition, seq))
-        if value is None:
-            raise CorruptionError(f"table {definition.name!r}: an index points at tail "
-                                  f"row {seq}, which is missing")
-        values.append(value)
+    values = [_stored(view, definition, seq) for seq in seqs]
     return decode_rows(definition.schema, pack_varlen(values), _where(definition))
+
+
+def cells(view: KvView, definition: TableDef, seq: int) -> Cells:
+    """Tail row ``seq`` as its columns' stored bytes (it must exist), read without
+    making Arrow arrays (what an update copies)."""
+    return definition.row_layout.cells(_stored(view, definition, seq), _where(definition))
+
+
+def _stored(view: KvView, definition: TableDef, seq: int) -> bytes:
+    value = view.get_raw(_key(definition, seq))
+    if value is None:
+        raise CorruptionError(f"table {definition.name!r}: an index points at tail "
+                              f"row {seq}, which is missing")
+    return value
 
 
 def read(view: KvView, definition: TableDef) -> tuple[np.ndarray, pa.Table]:

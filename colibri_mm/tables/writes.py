@@ -5,7 +5,9 @@ Every change is checked before anything is written (a duplicate or null key, a
 column that does not fit), so a failed call leaves the transaction as it was. An
 update or upsert of an existing row marks the old row deleted and writes the new
 version as a new row; the index entry moves to it, while snapshots older than the
-commit still reach the old version through their older index entry.
+commit still reach the old version through their older index entry. An update
+keeping the row's key in a table without secondary indexes (the usual one) makes
+the new row from the old row's stored bytes, not as an Arrow table.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .conform import column_array, conform
 from .indexes import SECONDARY, indexes_of
 from .keys import encode_keys
 from .queries import matching
+from .row_format import ColumnBytes, encode_rows, number_cell
 from .rows import (
     CHUNKS,
     COUNTS,
@@ -55,6 +58,7 @@ from .rows import (
     indexed_chunk,
     live_chunks,
     rows_at,
+    stored_cells,
 )
 from .stats import STATS, encode_stats, stats_key
 
@@ -122,8 +126,8 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
     """Set the columns in ``changes`` of the row with primary key ``key``; False if
     there is no such row. Changing key columns moves the row to its new key (which
     must be free)."""
-    schema = definition.schema
-    unknown = [c for c in changes if c not in schema.names]
+    positions = definition.positions
+    unknown = [c for c in changes if c not in positions]
     if unknown:
         raise SchemaError(f"table {definition.name!r} has no column {unknown[0]!r}")
     old_key = encoded_key(definition, key)
@@ -132,22 +136,31 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
         return False
     (packed,) = ROW_ID.unpack(row_id)
     where = packed >> 32, packed & 0xFFFFFFFF
-    old = rows_at(view, definition, where[0], [where[1]], settings.cache)
-    # The row stays in Arrow: no Python round trip that could change a value.
-    columns = []
-    for field, column in zip(schema, old.columns, strict=True):
-        if field.name not in changes:
-            columns.append(column)
-            continue
-        value = column_array(definition, field, [changes[field.name]])
-        if value.null_count and not field.nullable:
-            raise SchemaError(f"table {definition.name!r}: column {field.name!r} is not "
-                              "nullable")
-        columns.append(pa.chunked_array([value]))
-    new = pa.Table.from_arrays(columns, schema=schema)
     assert definition.primary_key is not None
+    moves = any(c in changes for c in definition.primary_key)
+    due: set[int] = set()
+    if moves or definition.indexes or not _fits_tail(1, settings):
+        _update_as_table(view, definition, old_key, where, changes, moves, due, settings)
+    else:
+        _update_in_tail(view, definition, old_key, where, changes, due, settings)
+    _compact_due(view, definition, due, settings)
+    return True
+
+
+def _update_as_table(view: KvTransactionView, definition: TableDef, old_key: bytes,
+                     where: tuple[int, int], changes: dict[str, Any], moves: bool,
+                     due: set[int], settings: WriteSettings) -> None:
+    """:func:`update` with the new row made as an Arrow table (what a new key,
+    secondary indexes or a chunk need). It stays in Arrow: no Python round trip
+    that could change a value."""
+    values = {i: _new_value(definition, i, changes[name])
+              for i, name in _changed(definition, changes)}
+    old = rows_at(view, definition, where[0], [where[1]], settings.cache)
+    new = pa.Table.from_arrays([pa.chunked_array([values[i]]) if i in values else column
+                                for i, column in enumerate(old.columns)],
+                               schema=definition.schema)
     new_keys: Keys
-    if any(c in changes for c in definition.primary_key):
+    if moves:
         new_keys = _keys(definition, new, repeated="error")
         assert new_keys is not None
         offsets, data = new_keys[0], new_keys[1]
@@ -156,12 +169,49 @@ def update(view: KvTransactionView, definition: TableDef, key: Any,
     else:
         body = old_key[len(index_prefix(definition)):]
         new_keys = (np.array([0, len(body)], np.int64), np.frombuffer(body, np.uint8))
-    due: set[int] = set()
     _mark_deleted(view, definition, where[0], [where[1]], due, settings, old)
     view.put_raw(old_key, None)
     _append(view, definition, new, new_keys, settings)
-    _compact_due(view, definition, due, settings)
-    return True
+
+
+def _update_in_tail(view: KvTransactionView, definition: TableDef, old_key: bytes,
+                    where: tuple[int, int], changes: dict[str, Any], due: set[int],
+                    settings: WriteSettings) -> None:
+    """:func:`update` of a row keeping its key in a table without secondary indexes,
+    the usual one: the new tail row is the old row's stored cells (:mod:`.row_format`)
+    with the changed ones replaced, and no Arrow table is made."""
+    layout = definition.row_layout
+    changed = {}
+    for i, name in _changed(definition, changes):
+        spec = layout.columns[i]
+        cell = number_cell(spec, changes[name])
+        changed[i] = cell if cell is not None else \
+            ColumnBytes(_new_value(definition, i, changes[name]), spec).value(0)
+    cells = stored_cells(view, definition, where[0], where[1], settings.cache)
+    for i, cell in changed.items():
+        cells[i] = cell
+    _mark_deleted(view, definition, where[0], [where[1]], due, settings)
+    first = _tail_seq(view, definition, 1, settings)
+    (new_id,) = tail.append(view, definition, [layout.encode(cells)], first).tolist()
+    view.put_raw(old_key, ROW_ID.pack(new_id))
+
+
+def _changed(definition: TableDef, changes: dict[str, Any]) -> list[tuple[int, str]]:
+    """(position, name) of the columns in ``changes``, in schema order (so the first
+    value refused is the first in the schema)."""
+    positions = definition.positions
+    return sorted((positions[name], name) for name in changes)
+
+
+def _new_value(definition: TableDef, position: int, value: Any) -> pa.Array:
+    """``value`` as an array of the column at ``position`` (a value that does not
+    fit, or a null in a column that is not nullable, raises :class:`SchemaError`)."""
+    field = definition.schema.field(position)
+    array = column_array(definition, field, [value])
+    if array.null_count and not field.nullable:
+        raise SchemaError(f"table {definition.name!r}: column {field.name!r} is not "
+                          "nullable")
+    return array
 
 
 def delete(view: KvTransactionView, definition: TableDef, key: Any,
@@ -344,15 +394,28 @@ def _append(view: KvTransactionView, definition: TableDef, table: pa.Table, keys
     """Write ``table``'s rows (to the tail if they are few, else as new chunks) and
     point the indexes at them."""
     n = table.num_rows
-    if 4 * n > settings.tail_rows:
+    if not _fits_tail(n, settings):
         _write_chunks(view, definition, table, keys, settings)
         return
+    first = _tail_seq(view, definition, n, settings)
+    _index_rows(view, definition, table, keys,
+                tail.append(view, definition, encode_rows(table), first), settings)
+
+
+def _fits_tail(n: int, settings: WriteSettings) -> bool:
+    """Whether a write of ``n`` rows goes to the tail (at most a quarter of it)."""
+    return 4 * n <= settings.tail_rows
+
+
+def _tail_seq(view: KvTransactionView, definition: TableDef, n: int,
+              settings: WriteSettings) -> int:
+    """The ``seq`` of the first of ``n`` rows about to join the tail (folded first
+    if they would pass ``tail_rows``)."""
     first = tail.next_seq(view, definition)
     if first + n > settings.tail_rows:
         fold_tail(view, definition, settings)
         first = 0
-    _index_rows(view, definition, table, keys, tail.append(view, definition, table, first),
-                settings)
+    return first
 
 
 def fold_tail(view: KvTransactionView, definition: TableDef,
