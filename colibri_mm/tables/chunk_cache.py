@@ -16,7 +16,7 @@ import datetime
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -62,13 +62,14 @@ class CachedChunk:
         """Arrow bytes held."""
         return int(self.rows.nbytes)
 
-    def values(self, row: int) -> list[Any]:
-        """Row ``row`` as Python values (those ``as_py`` gives), through readers of
-        the columns made on first use (:func:`_python_values`)."""
+    def values(self, row: int, names: Iterable[str]) -> dict[str, Any]:
+        """Row ``row`` as Python values (those ``as_py`` gives) by column name (the
+        columns' ``names``), through readers of the columns made on first use
+        (:func:`_python_values`)."""
         python = self._python
         if python is None:
             python = self._python = [_python_values(array) for array in self.arrays]
-        return [value(row) for value in python]
+        return {name: value(row) for name, value in zip(names, python, strict=True)}
 
     def cells(self, row: int) -> Cells:
         """Row ``row`` in the stored row form (:mod:`.row_format`), read through

@@ -219,7 +219,7 @@ def get(view: KvView, definition: TableDef, key: Any,
     entry, row = _row_entry(view, definition, *where, cache)
     # Value by value through readers of the columns kept with the cached chunk:
     # several times faster than a one-row slice's to_pylist, the same Python values.
-    return dict(zip(definition.positions, entry.values(row), strict=True))
+    return entry.values(row, definition.positions)
 
 
 def stored_cells(view: KvView, definition: TableDef, chunk: int, row: int,

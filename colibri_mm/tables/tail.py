@@ -57,7 +57,7 @@ def append(view: KvTransactionView, definition: TableDef, rows: Sequence[bytes],
         view.put_raw(_key(definition, seq), value)
     end = first + len(rows)
     view.put_raw(TAIL_STATE + table_part(definition), end.to_bytes(4, "big"))
-    return (np.uint64(TAIL_CHUNK) << np.uint64(32)) | np.arange(first, end, dtype=np.uint64)
+    return np.arange(TAIL_CHUNK << 32 | first, TAIL_CHUNK << 32 | end, dtype=np.uint64)
 
 
 def delete(view: KvTransactionView, definition: TableDef, seqs: Sequence[int]) -> None:
