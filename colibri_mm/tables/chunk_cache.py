@@ -12,7 +12,6 @@ updates.
 
 from __future__ import annotations
 
-import datetime
 import struct
 import threading
 from collections import OrderedDict
@@ -21,7 +20,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from .row_format import Cells, ColumnBytes, IntegerFormat, row_layout
+from .row_format import Cells, ColumnBytes, IntegerFormat, naive_timestamp, row_layout
 
 DEFAULT_BYTES = 64 << 20
 """Default bound on the Arrow bytes the cache holds."""
@@ -34,10 +33,6 @@ _NUMBER_FORMATS: dict[pa.DataType, NumberFormat] = {
     pa.uint16(): "H", pa.uint32(): "I", pa.uint64(): "Q", pa.float32(): "f", pa.float64(): "d"}
 """memoryview formats of the number types, whose values Python reads straight from
 the values buffer exactly as ``as_py`` gives them."""
-_EPOCH = datetime.datetime(1970, 1, 1)
-_TIME_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
-"""Timestamp units whose values without a time zone ``as_py`` gives as the epoch plus
-a ``timedelta`` of that unit (nanoseconds it may give as a pandas ``Timestamp``)."""
 
 
 class CachedChunk:
@@ -93,10 +88,10 @@ def _python_values(array: pa.Array) -> Callable[[int], Any]:
         code = _NUMBER_FORMATS.get(kind)
         if code is not None:
             return _typed(buffers[1], code, array.offset, len(array)).__getitem__
-        if t.is_timestamp(kind) and kind.tz is None and kind.unit in _TIME_UNITS:
+        stamp = naive_timestamp(kind)
+        if stamp is not None:
             numbers = _typed(buffers[1], "q", array.offset, len(array))
-            unit = _TIME_UNITS[kind.unit]
-            return lambda row: _EPOCH + datetime.timedelta(**{unit: numbers[row]})
+            return lambda row: stamp(numbers[row])
         if t.is_string(kind) or t.is_binary(kind) or t.is_large_string(kind) or \
                 t.is_large_binary(kind):
             large = t.is_large_string(kind) or t.is_large_binary(kind)

@@ -15,8 +15,10 @@ section 8.1.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +46,42 @@ _NUMBERS = {pa.int8(): "<b", pa.int16(): "<h", pa.int32(): "<i", pa.int64(): "<q
             pa.float64(): "<d"}
 """``struct`` formats of the types whose Python values (an int, a float for float64)
 :func:`number_cell` packs itself: exactly as Arrow converts them, as the same bytes."""
+_EPOCH = datetime.datetime(1970, 1, 1)
+_TIME_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+"""Timestamp units whose values without a time zone ``as_py`` gives as the epoch plus
+a ``timedelta`` of that unit (nanoseconds it may give as a pandas ``Timestamp``)."""
+
+
+def naive_timestamp(kind: pa.DataType) -> Callable[[int], datetime.datetime] | None:
+    """What turns a stored number of ``kind`` into the ``datetime`` ``as_py`` gives,
+    for a timestamp in s, ms or us without a time zone; None for any other type."""
+    if not pa.types.is_timestamp(kind) or kind.tz is not None or \
+            kind.unit not in _TIME_UNITS:
+        return None
+    unit = _TIME_UNITS[kind.unit]
+    return lambda number: _EPOCH + datetime.timedelta(**{unit: number})
+
+
+def _cell_reader(kind: pa.DataType) -> Callable[[bytes], Any] | None:
+    """What turns a cell of type ``kind`` into the Python value ``as_py`` gives
+    (numbers, booleans, strings, binaries, timestamps without a time zone); None for
+    any other type."""
+    t = pa.types
+    code = _NUMBERS.get(kind) or ("<f" if kind == pa.float32() else None)
+    if code is not None:
+        unpack = struct.Struct(code).unpack
+        return lambda cell: unpack(cell)[0]
+    stamp = naive_timestamp(kind)
+    if stamp is not None:
+        unpack_time = struct.Struct("<q").unpack
+        return lambda cell: stamp(unpack_time(cell)[0])
+    if t.is_boolean(kind):
+        return lambda cell: cell != b"\x00"
+    if t.is_string(kind) or t.is_large_string(kind):
+        return lambda cell: cell.decode("utf-8")
+    if t.is_binary(kind) or t.is_large_binary(kind) or t.is_fixed_size_binary(kind):
+        return bytes
+    return None
 
 
 @dataclass(frozen=True)
@@ -83,6 +121,17 @@ class RowLayout:
     columns: tuple[_Column, ...]
     bitmap_bytes: int
     fixed_size: int
+    readers: tuple[Callable[[bytes], Any], ...] | None
+    """Each column's cell as its Python value (see :meth:`python_values`); None when
+    a column's type is not one read this way."""
+
+    def python_values(self, cells: Cells) -> list[Any] | None:
+        """``cells`` as the Python values Arrow's ``as_py`` gives, without making
+        Arrow arrays; None when a column's type is not read this way."""
+        if self.readers is None:
+            return None
+        return [None if cell is None else read(cell)
+                for read, cell in zip(self.readers, cells, strict=True)]
 
     def encode(self, cells: Cells) -> bytes:
         """The stored form of one row of ``cells``."""
@@ -163,7 +212,9 @@ def _layout(schema: pa.Schema) -> RowLayout:
                                None if number is None else
                                (float if number == "<d" else int, struct.Struct(number))))
         offset += width
-    return RowLayout(schema, tuple(columns), bitmap_bytes, offset)
+    readers = [_cell_reader(column.value_type) for column in columns]
+    return RowLayout(schema, tuple(columns), bitmap_bytes, offset,
+                     None if None in readers else tuple(r for r in readers if r is not None))
 
 
 def row_layout(schema: pa.Schema) -> RowLayout:

@@ -163,3 +163,28 @@ def test_a_table_handle_follows_catalog_changes(db: cm.Database) -> None:
     with db.transaction() as tx:
         tx.insert("plain", [{"id": 1, "v": "new"}])
     assert plain.get(1) == {"id": 1, "v": "new"}
+
+
+READ_IN_PYTHON = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64",
+                  "flag", "ts_s", "s", "ls", "b", "lb", "fsb", "cat"]
+"""The columns of types whose tail rows ``get`` reads without Arrow."""
+
+
+def test_get_of_a_tail_row_read_in_python_gives_what_arrow_gives(tmp_path: Path) -> None:
+    schema = pa.schema([SCHEMA.field("id"), *(SCHEMA.field(n) for n in READ_IN_PYTHON)])
+    with cm.connect(tmp_path / "db", create=True, tail_rows=TAIL_ROWS) as db:
+        db.create_table("t", schema, primary_key="id")
+        for i in range(TAIL_ROWS // 2):  # one row per commit: each stays in the tail
+            with db.transaction() as tx:
+                tx.insert("t", [{name: value for name, value in row(i, nulls=i % 3 == 0).items()
+                                 if name in schema.names}])
+        with db.snapshot() as snap:
+            definition = registry.lookup(snap.kv, "t")
+            assert definition.row_layout.readers is not None  # read in Python
+            assert tail.next_seq(snap.kv, definition) == TAIL_ROWS // 2  # all in the tail
+        expected = rows_of(db, "t")
+        got = [db.table("t").get(i) for i in range(TAIL_ROWS // 2)]
+        assert got == expected
+        assert [{k: type(v) for k, v in r.items()} for r in got] == \
+            [{k: type(v) for k, v in r.items()} for r in expected]
+        assert db.table("t").get(TAIL_ROWS) is None
