@@ -75,7 +75,6 @@ import random
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -98,8 +97,7 @@ from colibri_mm.cli.server_client import ServerClient
 from colibri_mm.cli.server_commands import server_stats
 from perf.bench_kv import MB
 from perf.bench_server import Server, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from perf.run import git_revision
 
 DEFAULT_CLIENTS = 120
 KEYS_PER_CLIENT = 16
@@ -757,30 +755,35 @@ def plot(samples: Sequence[Sample], path: Path, title: str) -> None:
 
 # -- verdict --------------------------------------------------------------------------
 
-def fitted_growth(seconds: Sequence[float], values: Sequence[float], duration: float) -> float:
-    """The least-squares slope of ``values`` against ``seconds``, times ``duration``."""
-    return float(np.polyfit(seconds, values, 1)[0]) * duration
+def second_half(samples: Sequence[Sample], duration: float) -> list[Sample]:
+    """The samples of the second half of a run of ``duration`` seconds (the first is
+    warm-up; see the module docstring)."""
+    return [s for s in samples if s.seconds >= duration / 2]
+
+
+def fitted_growth(samples: Sequence[Sample], column: str, duration: float) -> float:
+    """The least-squares slope of the ``column`` of ``samples`` against their
+    seconds, times ``duration``."""
+    return float(np.polyfit([s.seconds for s in samples],
+                            [float(getattr(s, column)) for s in samples], 1)[0]) * duration
 
 
 def leaks(samples: Sequence[Sample], duration: float) -> list[str]:
-    """A reason for each figure that grew steadily over the second half of the run
-    (the first is warm-up; see the module docstring). RSS is judged only in runs of
-    at least :data:`RSS_JUDGED_SECONDS`."""
-    half = [s for s in samples if s.seconds >= duration / 2]
+    """A reason for each figure that grew steadily over the second half of the run.
+    RSS is judged only in runs of at least :data:`RSS_JUDGED_SECONDS`."""
+    half = second_half(samples, duration)
     if len(half) < LEAK_MIN_SAMPLES:
         return [f"leak check: only {len(half)} samples in the second half (need "
                 f"{LEAK_MIN_SAMPLES}); lower --sample-seconds"]
-    seconds = [s.seconds for s in half]
-    checks = [("open descriptors", "", [float(s.open_fds) for s in half],
-               float(FD_LEAK_COUNT))]
+    checks = [("open descriptors", "", "open_fds", float(FD_LEAK_COUNT))]
     if duration >= RSS_JUDGED_SECONDS:
-        rss = [s.rss_anon_mb for s in half]
-        checks.append(("anonymous RSS", " MB", rss,
-                       max(RSS_LEAK_BYTES / MB, RSS_LEAK_SHARE * statistics.median(rss))))
+        median = statistics.median(s.rss_anon_mb for s in half)
+        checks.append(("anonymous RSS", " MB", "rss_anon_mb",
+                       max(RSS_LEAK_BYTES / MB, RSS_LEAK_SHARE * median)))
     return [f"leak: {name} grew steadily: +{growth:.1f}{unit} over the run, fitted on "
             f"the second half (limit {limit:.1f}{unit})"
-            for name, unit, values, limit in checks
-            if (growth := fitted_growth(seconds, values, duration)) > limit]
+            for name, unit, column, limit in checks
+            if (growth := fitted_growth(half, column, duration)) > limit]
 
 
 @dataclass
@@ -981,7 +984,8 @@ def figures(outcome: Outcome, run: Run) -> dict[str, Any]:
         return {}
     ops = [x.ops_per_second for x in s]
     p95s = [x.p95_ms for x in s]
-    half = [x for x in s if x.seconds >= run.seconds / 2] or s
+    half = second_half(s, run.seconds) or s
+    fits = len(half) >= LEAK_MIN_SAMPLES
     large = outcome.large.seconds
     return {
         "minutes": run.minutes, "clients": run.clients, "samples": len(s),
@@ -995,10 +999,11 @@ def figures(outcome: Outcome, run: Run) -> dict[str, Any]:
         "rss_anon_mb_start": s[0].rss_anon_mb, "rss_anon_mb_end": s[-1].rss_anon_mb,
         "rss_anon_mb_second_half_min": min(x.rss_anon_mb for x in half),
         "rss_anon_mb_second_half_max": max(x.rss_anon_mb for x in half),
-        "rss_anon_mb_fitted_growth": fitted_growth_of(half, run, "rss_anon_mb"),
+        "rss_anon_mb_fitted_growth":
+            fitted_growth(half, "rss_anon_mb", run.seconds) if fits else None,
         "fds_start": s[0].open_fds, "fds_end": s[-1].open_fds,
         "fds_max": max(x.open_fds for x in s),
-        "fds_fitted_growth": fitted_growth_of(half, run, "open_fds"),
+        "fds_fitted_growth": fitted_growth(half, "open_fds", run.seconds) if fits else None,
         "server_cpu_percent_mean": statistics.fmean(x.server_cpu_percent for x in s),
         "load_average_mean": statistics.fmean(x.load_average for x in s),
         "cpus": os.cpu_count(),
@@ -1014,15 +1019,6 @@ def figures(outcome: Outcome, run: Run) -> dict[str, Any]:
         "errors": outcome.tally.error_count(), "watch_retries": outcome.tally.watch_retries,
         "exit_status": outcome.exit_status,
     }
-
-
-def fitted_growth_of(samples: Sequence[Sample], run: Run, name: str) -> float | None:
-    """:func:`fitted_growth` of the column ``name`` over the whole run (``None``
-    with fewer than :data:`LEAK_MIN_SAMPLES` samples)."""
-    if len(samples) < LEAK_MIN_SAMPLES:
-        return None
-    return fitted_growth([x.seconds for x in samples],
-                         [float(getattr(x, name)) for x in samples], run.seconds)
 
 
 def summary(f: dict[str, Any]) -> str:
@@ -1063,13 +1059,6 @@ def summary(f: dict[str, Any]) -> str:
     ])
 
 
-def revision() -> str:
-    """The checkout's commit (``-dirty`` when it has changes), or ``unknown``."""
-    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-    return described or "unknown"
-
-
 def record(path: Path, f: dict[str, Any], reasons: list[str], stamp: str, at: str,
            argv: Sequence[str]) -> None:
     """Write the run's figures, verdict, command and the revision ``at`` which it
@@ -1101,7 +1090,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="soak-"))
     run = Run(args.minutes, args.clients, out, args.sample_seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    started_at = revision()
+    started_at = git_revision()
 
     outcome = soak(run, stamp)
     reasons = verdict(outcome, run)

@@ -158,14 +158,13 @@ class RequestReader:
         try:
             while self._array_header_fits(data, start) and \
                     (request := self._reader.gets()) is not False:
-                self._passed(request)
-                if not request:
-                    continue  # *0 or *-1: Redis ignores them too
-                if type(request) is not list or \
-                        not all(type(argument) is bytes for argument in request):
+                if request and (type(request) is not list or
+                                not all(type(argument) is bytes for argument in request)):
                     self.violation = "expected an array of bulk strings"
                     return requests
-                requests.append(request)
+                self._passed(request)
+                if request:  # *0 and *-1 are skipped: Redis ignores them too
+                    requests.append(request)
         except hiredis.ProtocolError as e:
             self.violation = str(e)
             return requests
@@ -216,13 +215,13 @@ class RequestReader:
         return True
 
     def _passed(self, request: object) -> None:
-        """Move the next request's offset past ``request`` (as encoded canonically)."""
+        """Move the next request's offset past ``request`` (as encoded canonically; a
+        list is one of bulk strings, as :meth:`feed` checked)."""
         if self._next_request < 0:
             return
         if request is None:  # *-1 (or $-1)
             self._next_request += len(b"*-1\r\n")
-        elif type(request) is list and all(type(a) is bytes for a in request) and \
-                self._checked_count in (None, len(request)):
+        elif type(request) is list and self._checked_count in (None, len(request)):
             self._next_request += len(b"*%d\r\n" % len(request)) + sum(
                 len(b"$%d\r\n" % len(a)) + len(a) + 2 for a in request)
         else:

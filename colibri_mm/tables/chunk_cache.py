@@ -16,23 +16,23 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
-from .row_format import Cells, ColumnBytes, IntegerFormat, naive_timestamp, row_layout
+from .row_format import (
+    NUMBER_FORMATS,
+    Cells,
+    ColumnBytes,
+    NumberFormat,
+    naive_timestamp,
+    row_layout,
+)
 
 DEFAULT_BYTES = 64 << 20
 """Default bound on the Arrow bytes the cache holds."""
 ADMIT_EVERY = 64
 """Once the cache is full, one chunk miss in this many is copied in."""
-NumberFormat = IntegerFormat | Literal["f", "d"]
-"""memoryview formats of numbers."""
-_NUMBER_FORMATS: dict[pa.DataType, NumberFormat] = {
-    pa.int8(): "b", pa.int16(): "h", pa.int32(): "i", pa.int64(): "q", pa.uint8(): "B",
-    pa.uint16(): "H", pa.uint32(): "I", pa.uint64(): "Q", pa.float32(): "f", pa.float64(): "d"}
-"""memoryview formats of the number types, whose values Python reads straight from
-the values buffer exactly as ``as_py`` gives them."""
 
 
 class CachedChunk:
@@ -85,7 +85,7 @@ def _python_values(array: pa.Array) -> Callable[[int], Any]:
     t = pa.types
     if not array.null_count:
         buffers = array.buffers()
-        code = _NUMBER_FORMATS.get(kind)
+        code = NUMBER_FORMATS.get(kind)
         if code is not None:
             return _typed(buffers[1], code, array.offset, len(array)).__getitem__
         stamp = naive_timestamp(kind)

@@ -41,11 +41,14 @@ _INDEX_FORMATS: dict[tuple[int, bool], IntegerFormat] = {
     (8, True): "b", (8, False): "B", (16, True): "h", (16, False): "H",
     (32, True): "i", (32, False): "I", (64, True): "q", (64, False): "Q"}
 """memoryview formats of dictionary indices by (bit width, signed)."""
-_NUMBERS = {pa.int8(): "<b", pa.int16(): "<h", pa.int32(): "<i", pa.int64(): "<q",
-            pa.uint8(): "<B", pa.uint16(): "<H", pa.uint32(): "<I", pa.uint64(): "<Q",
-            pa.float64(): "<d"}
-"""``struct`` formats of the types whose Python values (an int, a float for float64)
-:func:`number_cell` packs itself: exactly as Arrow converts them, as the same bytes."""
+NumberFormat = IntegerFormat | Literal["f", "d"]
+"""memoryview formats of numbers."""
+NUMBER_FORMATS: dict[pa.DataType, NumberFormat] = {
+    pa.int8(): "b", pa.int16(): "h", pa.int32(): "i", pa.int64(): "q", pa.uint8(): "B",
+    pa.uint16(): "H", pa.uint32(): "I", pa.uint64(): "Q", pa.float32(): "f", pa.float64(): "d"}
+"""memoryview formats of the number types (``struct`` formats with ``<``), whose
+values Python reads exactly as ``as_py`` gives them; :func:`number_cell` also packs
+them, except float32 (a Python float may not fit one)."""
 _EPOCH = datetime.datetime(1970, 1, 1)
 _TIME_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 """Timestamp units whose values without a time zone ``as_py`` gives as the epoch plus
@@ -67,9 +70,9 @@ def _cell_reader(kind: pa.DataType) -> Callable[[bytes], Any] | None:
     (numbers, booleans, strings, binaries, timestamps without a time zone); None for
     any other type."""
     t = pa.types
-    code = _NUMBERS.get(kind) or ("<f" if kind == pa.float32() else None)
+    code = NUMBER_FORMATS.get(kind)
     if code is not None:
-        unpack = struct.Struct(code).unpack
+        unpack = struct.Struct("<" + code).unpack
         return lambda cell: unpack(cell)[0]
     stamp = naive_timestamp(kind)
     if stamp is not None:
@@ -97,7 +100,8 @@ class _Column:
     utf8: bool
     """A string column (its bytes must be UTF-8)."""
     number: tuple[type, struct.Struct] | None
-    """For a column of :data:`_NUMBERS`: the Python type packed, and how."""
+    """For a number column but float32 (:data:`NUMBER_FORMATS`): the Python type
+    :func:`number_cell` packs, and how."""
 
 
 def number_cell(spec: _Column, value: Any) -> bytes | None:
@@ -125,11 +129,10 @@ class RowLayout:
     """Each column's cell as its Python value (see :meth:`python_values`); None when
     a column's type is not one read this way."""
 
-    def python_values(self, cells: Cells) -> list[Any] | None:
+    def python_values(self, cells: Cells) -> list[Any]:
         """``cells`` as the Python values Arrow's ``as_py`` gives, without making
-        Arrow arrays; None when a column's type is not read this way."""
-        if self.readers is None:
-            return None
+        Arrow arrays (every column's type must be read this way: :attr:`readers`)."""
+        assert self.readers is not None
         return [None if cell is None else read(cell)
                 for read, cell in zip(self.readers, cells, strict=True)]
 
@@ -205,12 +208,12 @@ def _layout(schema: pa.Schema) -> RowLayout:
         else:
             kind, width = _FIXED, value_type.bit_width // 8
         t = pa.types
-        number = _NUMBERS.get(field.type)
+        number = NUMBER_FORMATS.get(field.type)
         columns.append(_Column(kind, offset, width, value_type, field.nullable,
                                t.is_large_string(value_type) or t.is_large_binary(value_type),
                                t.is_string(value_type) or t.is_large_string(value_type),
-                               None if number is None else
-                               (float if number == "<d" else int, struct.Struct(number))))
+                               None if number in (None, "f") else
+                               (float if number == "d" else int, struct.Struct(f"<{number}"))))
         offset += width
     readers = [_cell_reader(column.value_type) for column in columns]
     return RowLayout(schema, tuple(columns), bitmap_bytes, offset,

@@ -216,10 +216,11 @@ def get(view: KvView, definition: TableDef, key: Any,
     where = find(view, definition, key)
     if where is None:
         return None
-    if where[0] == tail.TAIL_CHUNK:  # a recent row: its stored form read in Python
-        values = definition.row_layout.python_values(tail.cells(view, definition, where[1]))
-        if values is not None:
-            return dict(zip(definition.schema.names, values, strict=True))
+    layout = definition.row_layout
+    if where[0] == tail.TAIL_CHUNK and layout.readers is not None:
+        # A recent row, its stored form read in Python.
+        values = layout.python_values(tail.cells(view, definition, where[1]))
+        return dict(zip(definition.schema.names, values, strict=True))
     entry, row = _row_entry(view, definition, *where, cache)
     # Value by value through readers of the columns kept with the cached chunk:
     # several times faster than a one-row slice's to_pylist, the same Python values.
