@@ -11,6 +11,7 @@ input on an in-thread server; these load the process with many of them at once.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
@@ -94,8 +95,9 @@ def send_and_read_to_the_end(port: int, data: bytes) -> list[object]:
         try:
             raw.send(data)
             raw.socket.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # closed on a violation while we were still sending
+        except OSError as e:  # closed on a violation while we were still sending
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                raise
         replies: list[object] = []
         try:
             while chunk := raw.socket.recv(65536):
