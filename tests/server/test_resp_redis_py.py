@@ -251,12 +251,12 @@ def test_watch_resp3_null(server: ServerThread) -> None:
 
 
 def test_increments_from_many_clients_are_not_lost(server: ServerThread) -> None:
-    def work() -> None:
+    def work(n: int) -> None:  # n, not the thread's ident: a finished thread's is reused
         with redis.Redis(port=server.port) as r:
             for i in range(25):
                 r.incr("shared")
-                r.set(f"own:{threading.get_ident()}:{i}", i)
-    threads = [threading.Thread(target=work) for _ in range(40)]
+                r.set(f"own:{n}:{i}", i)
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(40)]
     for t in threads:
         t.start()
     for t in threads:
